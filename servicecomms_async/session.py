@@ -1,0 +1,194 @@
+"""ServiceCommsSession: owns the connection pool and the token cache, hands out per-tenant clients.
+
+::
+
+    async with ServiceCommsSession(credential) as session:
+        async for status in session.tenant("contoso.onmicrosoft.com").current_status():
+            ...
+
+The session creates its ``aiohttp.ClientSession`` inside the running loop when it is entered (or on
+``await session.open()``) and closes exactly what it created; closing twice is harmless, and using a
+closed session raises :class:`~servicecomms_async.errors.SessionClosedError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from types import TracebackType
+
+from yarl import URL
+
+from . import __version__
+from .auth import (
+    AsyncTokenCredential,
+    CredentialFactory,
+    CredentialTokenProvider,
+    StaticTokenProvider,
+    TokenProvider,
+)
+from .convert import WireConverter, converter, strict_converter
+from .errors import SessionClosedError
+from .paging import DEFAULT_MAX_PAGES
+from .query import validate_tenant_id
+from .retry import RetryPolicy
+from .tenant import TenantClient
+from .transport import DEFAULT_MAX_BODY_BYTES, Limits, Response, Timeout, Transport
+
+DEFAULT_BASE_URL = "https://manage.office.com/api/v1.0"
+DEFAULT_SCOPE = "https://manage.office.com/.default"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(base_url: str | URL) -> URL:
+    """An absolute http(s) URL without query or fragment; plain HTTP only for loopback hosts."""
+    url = URL(str(base_url))
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError(f"base_url must be an absolute https:// URL, got {str(base_url)!r}")
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        raise ValueError(
+            f"base_url must use https:// (plain http is allowed only for loopback hosts such as the "
+            f"embedded emulator), got {str(base_url)!r}"
+        )
+    if url.query_string or url.fragment:
+        raise ValueError(f"base_url must not have a query or fragment, got {str(base_url)!r}")
+    return url.with_path(url.path.rstrip("/") or "/")
+
+
+class ServiceCommsSession:
+    """A connection pool, a token cache and settings shared by every tenant client.
+
+    Authentication: pass ``credential`` (an azure-core ``AsyncTokenCredential`` such as
+    ``azure.identity.aio.ClientSecretCredential``, or a callable ``tenant_id -> credential`` for partners
+    whose token differs per customer tenant), or ``token`` (a static bearer token, e.g. for the emulator).
+    With one credential and ``per_tenant_tokens=True`` the session asks
+    ``credential.get_token(scope, tenant_id=tenant)`` for each tenant (a multi-tenant app).
+
+    Options: ``base_url`` and ``scope`` (public cloud by default), ``timeout`` (:class:`Timeout`),
+    ``limits`` (:class:`Limits`), ``retry`` (:class:`RetryPolicy`), ``strict`` (raise on a wrongly typed
+    field instead of keeping it in ``extra``), ``max_body_bytes``, ``max_pages`` (per stream),
+    ``ssl_context`` (e.g. to trust a private CA).
+    """
+
+    def __init__(
+        self,
+        credential: AsyncTokenCredential | CredentialFactory | None = None,
+        *,
+        token: str | None = None,
+        base_url: str | URL = DEFAULT_BASE_URL,
+        scope: str = DEFAULT_SCOPE,
+        per_tenant_tokens: bool = False,
+        timeout: Timeout | None = None,
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
+        strict: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if (credential is None) == (token is None):
+            raise TypeError("pass exactly one of credential= or token=")
+        self.base_url = validate_base_url(base_url)
+        if not isinstance(scope, str) or not scope:
+            raise ValueError(
+                "scope must be a non-empty string such as https://manage.office.com/.default"
+            )
+        if not isinstance(max_pages, int) or max_pages < 1:
+            raise ValueError(f"max_pages must be an int of 1 or more, got {max_pages!r}")
+        if not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be an int of 1 or more, got {max_body_bytes!r}")
+        self.scope = scope
+        self.tokens: TokenProvider = (
+            StaticTokenProvider(token)
+            if token is not None
+            else CredentialTokenProvider(
+                credential,  # type: ignore[arg-type]
+                scope=scope,
+                per_tenant=per_tenant_tokens,
+            )
+        )
+        self.converter: WireConverter = strict_converter if strict else converter
+        self.strict = strict
+        self.max_pages = max_pages
+        self._transport = Transport(
+            origin=self.base_url.origin(),
+            timeout=timeout or Timeout(),
+            limits=limits or Limits(),
+            retry=retry or RetryPolicy(),
+            max_body_bytes=max_body_bytes,
+            user_agent=f"servicecomms-async/{__version__}",
+            ssl_context=ssl_context,
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"ServiceCommsSession(base_url={str(self.base_url)!r}, tokens={self.tokens!r}, {state})"
+        )
+
+    async def open(self) -> ServiceCommsSession:
+        """Create the connection pool (``async with`` does this for you)."""
+        if self._closed:
+            raise SessionClosedError("this session was closed; create a new ServiceCommsSession")
+        await self._transport.open()
+        return self
+
+    async def aclose(self) -> None:
+        """Close the pool and the credentials the session created; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._transport.aclose()
+        finally:
+            await self.tokens.aclose()
+
+    async def __aenter__(self) -> ServiceCommsSession:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def tenant(self, tenant_id: str) -> TenantClient:
+        """A client for one tenant, by tenant GUID or domain name (validated here, before any request)."""
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+        return TenantClient(self, validate_tenant_id(tenant_id))
+
+    def connections_in_use(self) -> int:
+        """Pool connections currently checked out (0 once every stream is finished or closed)."""
+        return self._transport.connections_in_use()
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP attempts made so far, retries included."""
+        return self._transport.requests_sent
+
+    async def _get_json(
+        self, url: URL, *, tenant: str, retry: RetryPolicy | None, timeout: Timeout | None
+    ) -> Response:
+        if self._closed:
+            raise SessionClosedError("the session was closed while a stream was still open")
+        return await self._transport.get_json(
+            url, tenant=tenant, tokens=self.tokens, retry=retry, timeouts=timeout
+        )
