@@ -123,7 +123,8 @@ def test_real_messages_carry_every_field() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["messages_incident.json", "messages_messagecenter.json", "messages_workload_sharepoint.json"]
+    "name",
+    ["messages_incident.json", "messages_messagecenter.json", "messages_workload_sharepoint.json"],
 )
 def test_real_message_subsets_parse_completely(name: str) -> None:
     raw = load(name)["value"]
@@ -151,7 +152,11 @@ def test_unstructure_writes_wire_names_that_structure_back_to_an_equal_object() 
 
 
 def test_unknown_enum_value_is_kept_with_its_exact_string() -> None:
-    item = {"Id": "X", "Status": "BrandNewStatus", "FeatureStatus": [{"FeatureServiceStatus": "Odd"}]}
+    item = {
+        "Id": "X",
+        "Status": "BrandNewStatus",
+        "FeatureStatus": [{"FeatureServiceStatus": "Odd"}],
+    }
     row = converter.structure(item, WorkloadStatus)
     assert row.status is not None and row.status.value == "BrandNewStatus"
     assert not row.status.is_known and isinstance(row.status, Status)
@@ -160,7 +165,12 @@ def test_unknown_enum_value_is_kept_with_its_exact_string() -> None:
 
 
 def test_unknown_fields_are_kept_untouched() -> None:
-    item = {"Id": "Exchange", "DisplayName": "Exchange Online", "Brand": {"New": [1, 2]}, "Features": []}
+    item = {
+        "Id": "Exchange",
+        "DisplayName": "Exchange Online",
+        "Brand": {"New": [1, 2]},
+        "Features": [],
+    }
     service = converter.structure(item, Service)
     assert service.extra == {"Brand": {"New": [1, 2]}}
 

@@ -1,0 +1,25 @@
+"""An embedded, deterministic emulator of the legacy Office 365 Service Communications API.
+
+Use it in tests, demos and benchmarks::
+
+    async with Emulator(EmulatorConfig(seed=1, tenants=50)) as emu:
+        url = f"{emu.base_url}/{emu.tenant_ids[0]}/ServiceComms/CurrentStatus"
+
+Everything it serves derives from the :class:`EmulatorConfig` and the tenant id, so two
+emulators with equal configs (including ``now``) serve identical data.
+"""
+
+from .app import Emulator, RecordedRequest, TokenValidator, run_forever
+from .config import EmulatorConfig, Paging, Shape
+from .data import TenantDataset
+
+__all__ = [
+    "Emulator",
+    "EmulatorConfig",
+    "Paging",
+    "RecordedRequest",
+    "Shape",
+    "TenantDataset",
+    "TokenValidator",
+    "run_forever",
+]
