@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from collections.abc import Mapping
@@ -41,28 +42,61 @@ _ERROR_BODY_LIMIT = 64 * 1024  # how much of an error body is kept on the except
 _QUERY_SAFE = "$',:()/"
 
 
-@attrs.frozen(kw_only=True)
-class Timeout:
-    """Per-phase timeouts in seconds (``None`` = no limit): ``connect``, ``read`` (between bytes), ``total``
-    (one attempt, from sending to the last body byte). Retries have their own deadline in RetryPolicy."""
-
-    connect: float | None = 10.0
-    read: float | None = 30.0
-    total: float | None = 60.0
-
-    def to_aiohttp(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=self.total, sock_connect=self.connect, sock_read=self.read
+def _optional_seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    name = f"{type(instance).__name__}.{attribute.name}"
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be seconds (a number) or None, got {type(value).__name__}")
+    if not value > 0:  # also refuses NaN
+        raise ValueError(
+            f"{name} must be greater than 0 seconds, or None for no limit, got {value!r}"
         )
 
 
 @attrs.frozen(kw_only=True)
-class Limits:
-    """Connection pool size: ``max_connections`` in all (the session raises it to a scan's concurrency),
-    ``keepalive_timeout`` seconds an idle connection is kept."""
+class Timeout:
+    """Per-phase timeouts in seconds (``None`` = no limit): ``connect`` (opening the TCP/TLS
+    connection; waiting for a free pool connection is not part of it), ``read`` (the longest gap between
+    two reads of the response), ``total`` (one attempt, from asking the pool for a connection to the
+    last body byte). Pass one to the session, or per call: every operation takes ``timeout=``, which
+    replaces the session's for that call. Retries have their own ``deadline`` in RetryPolicy, and an
+    attempt never runs past it."""
 
-    max_connections: int = 100
-    keepalive_timeout: float = 30.0
+    connect: float | None = attrs.field(default=10.0, validator=_optional_seconds)
+    read: float | None = attrs.field(default=30.0, validator=_optional_seconds)
+    total: float | None = attrs.field(default=60.0, validator=_optional_seconds)
+
+    def to_aiohttp(self, *, remaining: float | None = None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout, with ``total`` cut to ``remaining`` seconds when that is shorter."""
+        total = self.total
+        if (
+            remaining is not None
+            and math.isfinite(remaining)
+            and (total is None or remaining < total)
+        ):
+            total = max(remaining, 0.001)  # aiohttp reads a total of 0 as "no limit"
+        return aiohttp.ClientTimeout(total=total, sock_connect=self.connect, sock_read=self.read)
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Connection pool size: ``max_connections`` in all (``session.scan`` raises it to the scan's
+    concurrency, so that a worker never waits for a connection), ``keepalive_timeout`` seconds an idle
+    connection is kept."""
+
+    max_connections: int = attrs.field(default=100)
+    keepalive_timeout: float = attrs.field(default=30.0)
+
+    @max_connections.validator
+    def _check_max_connections(self, _: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"Limits.max_connections must be an int of 1 or more, got {value!r}")
+
+    @keepalive_timeout.validator
+    def _check_keepalive(self, _: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"Limits.keepalive_timeout must be 0 or more seconds, got {value!r}")
 
 
 @attrs.frozen
@@ -110,6 +144,9 @@ class Transport:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        # One cancel scope per request in progress (attempts and the waits between them), so that
+        # closing the transport ends them with SessionClosedError instead of leaving them to hang.
+        self._in_progress: set[anyio.CancelScope] = set()
         self.requests_sent = 0  # every HTTP attempt, for diagnostics and tests
 
     async def open(self) -> None:
@@ -131,7 +168,10 @@ class Transport:
             )
 
     async def aclose(self) -> None:
+        """Close the pool; requests still in progress end with SessionClosedError. Idempotent."""
         self._closed = True
+        for scope in list(self._in_progress):
+            scope.cancel()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -166,90 +206,145 @@ class Transport:
         retry: RetryPolicy | None = None,
         timeouts: Timeout | None = None,
     ) -> Response:
-        """GET ``url`` and decode its JSON body, retrying what the policy allows."""
-        policy = retry or self.retry
+        """GET ``url`` and decode its JSON body, retrying what the policy allows.
+
+        Raises the last attempt's error when the policy stops, and SessionClosedError when the
+        transport is closed meanwhile (even in the middle of an attempt or of a wait).
+        """
+        self._client()  # fail fast, before a token is fetched, when the session is not open
+        with anyio.CancelScope() as scope:
+            self._in_progress.add(scope)
+            try:
+                return await self._get_json(
+                    url,
+                    tenant=tenant,
+                    tokens=tokens,
+                    policy=retry or self.retry,
+                    timeouts=timeouts or self.timeout,
+                )
+            finally:
+                self._in_progress.discard(scope)
+        # Only aclose() cancels this scope; any other cancellation propagates past it.
+        raise SessionClosedError(
+            f"the session was closed while {_redact(url)} (tenant {tenant}) was in progress"
+        )
+
+    async def _get_json(
+        self,
+        url: URL,
+        *,
+        tenant: str,
+        tokens: TokenProvider,
+        policy: RetryPolicy,
+        timeouts: Timeout,
+    ) -> Response:
         started = time.monotonic()
         attempt = 0
         refreshed_after_401 = False
         while True:
             attempt += 1
+            remaining = policy.deadline - (time.monotonic() - started)
             token = await tokens.get_token(tenant) if same_origin(url, self.origin) else None
             try:
-                return await self._attempt(
-                    url, tenant=tenant, token=token, timeouts=timeouts, attempt=attempt
+                raw = await self._attempt(
+                    url, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
                 )
             except APIStatusError as exc:
                 if exc.status == 401 and token is not None and not refreshed_after_401:
                     # The token may have been revoked or expired early: drop it and try once more.
-                    # That extra try is not a retry of the policy's.
+                    # That extra try is not one of the policy's attempts.
                     refreshed_after_401 = True
                     tokens.invalidate(tenant, token)
                     attempt -= 1
-                    logger.debug("401 for tenant %s: token dropped, fetching a new one", tenant)
+                    logger.debug(
+                        "HTTP 401 from %s (tenant %s): fetching a new token and trying again at once",
+                        _redact(url),
+                        tenant,
+                    )
                     continue
                 if not RetryPolicy.is_retryable_status(exc.status, exc.code):
+                    logger.debug(
+                        "not retrying %s (tenant %s): %s is not retryable",
+                        _redact(url),
+                        tenant,
+                        _reason(exc),
+                    )
                     raise
                 failure: ServiceCommsError = exc
                 retry_after = exc.retry_after
             except (ConnectError, RequestTimeoutError) as exc:
                 failure = exc
                 retry_after = None
-            if retry_after is not None and retry_after > policy.retry_after_cap:
+            else:
+                try:
+                    return raw.decode(url, tenant, attempt)
+                except UnexpectedResponseError as exc:
+                    if not raw.claims_json:
+                        raise  # e.g. a proxy's HTML login page: asking again brings the same page
+                    # A body that says it is JSON but does not parse was most likely cut off in
+                    # transit: ask again.
+                    failure = exc
+                    retry_after = None
+            decision = policy.decide(
+                attempt=attempt, elapsed=time.monotonic() - started, retry_after=retry_after
+            )
+            if not decision.retry:
                 logger.debug(
-                    "not retrying %s for tenant %s: Retry-After %.1fs is above the cap %.1fs",
-                    _redact(url),
-                    tenant,
-                    retry_after,
-                    policy.retry_after_cap,
-                )
-                raise failure
-            wait = policy.wait(attempt, retry_after)
-            elapsed = time.monotonic() - started
-            if attempt >= policy.attempts or elapsed + wait > policy.deadline:
-                logger.debug(
-                    "giving up on %s for tenant %s after %d attempts in %.1fs: %s",
+                    "not retrying %s (tenant %s) after attempt %d: %s; last error: %s",
                     _redact(url),
                     tenant,
                     attempt,
-                    elapsed,
-                    type(failure).__name__,
+                    decision.reason,
+                    _reason(failure),
                 )
                 raise failure
             logger.debug(
-                "retrying %s for tenant %s in %.2fs (attempt %d of %d): %s",
+                "retrying %s (tenant %s) in %.2fs (%s), attempt %d of %d: %s",
                 _redact(url),
                 tenant,
-                wait,
+                decision.wait,
+                decision.reason,
                 attempt + 1,
                 policy.attempts,
                 _reason(failure),
             )
-            await anyio.sleep(wait)
+            await anyio.sleep(decision.wait)
 
     async def _attempt(
-        self, url: URL, *, tenant: str, token: Secret | None, timeouts: Timeout | None, attempt: int
-    ) -> Response:
+        self,
+        url: URL,
+        *,
+        tenant: str,
+        token: Secret | None,
+        timeouts: Timeout,
+        remaining: float,
+    ) -> _RawResponse:
         client = self._client()
         headers = {"Authorization": "Bearer " + token.reveal()} if token is not None else None
+        cut_by_deadline = math.isfinite(remaining) and (
+            timeouts.total is None or remaining < timeouts.total
+        )
         self.requests_sent += 1
         try:
+            # Leaving this block releases the connection: back to the pool when the body was read
+            # whole, closed otherwise (an error, a timeout or a cancellation mid-body).
             async with client.get(
                 url,
                 headers=headers,
                 allow_redirects=False,  # a redirect must never carry the token anywhere
-                timeout=timeouts.to_aiohttp() if timeouts is not None else aiohttp.helpers.sentinel,
+                timeout=timeouts.to_aiohttp(remaining=remaining),
             ) as resp:
                 body = await self._read_body(resp, url, tenant)
                 status = resp.status
                 request_id = resp.headers.get("X-Activity-Id") or resp.headers.get("request-id")
-                if status >= 400 or 300 <= status < 400:
+                if status >= 300:
                     raise _status_error(resp, body, url, tenant, request_id)
                 content_type = resp.headers.get("Content-Type", "")
         except ServiceCommsError:
             raise
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
             raise RequestTimeoutError(
-                f"timed out waiting for {_redact(url)} (tenant {tenant})",
+                f"{_timeout_phase(exc, timeouts, cut_by_deadline)} for {_redact(url)} (tenant {tenant})",
                 url=_redact(url),
                 tenant=tenant,
             ) from None
@@ -265,18 +360,7 @@ class Transport:
                 url=_redact(url),
                 tenant=tenant,
             ) from None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UnexpectedResponseError(
-                f"the response from {_redact(url)} is not valid JSON ({exc}; Content-Type "
-                f"{content_type!r}, {len(body)} bytes, starting {body[:80]!r})",
-                url=_redact(url),
-                tenant=tenant,
-            ) from None
-        return Response(
-            data=data, status=status, url=str(url), request_id=request_id, attempts=attempt
-        )
+        return _RawResponse(body, status, request_id, content_type)
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, tenant: str) -> bytes:
         limit = self.max_body_bytes
@@ -288,8 +372,9 @@ class Transport:
                 url=_redact(url),
                 tenant=tenant,
             )
-        if length is not None:
-            return await resp.read()
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # the size is known and within the limit
+        # No length, or a compressed body whose decoded size is unknown: count while reading.
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(256 * 1024):
@@ -303,6 +388,56 @@ class Transport:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@attrs.frozen
+class _RawResponse:
+    """A 2xx answer whose body is not decoded yet (decoding can fail, and that failure is retried)."""
+
+    body: bytes
+    status: int
+    request_id: str | None
+    content_type: str
+
+    @property
+    def claims_json(self) -> bool:
+        """Whether the body should be JSON by its Content-Type (or the lack of one)."""
+        return not self.content_type or "json" in self.content_type.lower()
+
+    def decode(self, url: URL, tenant: str, attempt: int) -> Response:
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise UnexpectedResponseError(
+                f"the response from {_redact(url)} is not valid JSON ({exc}; Content-Type "
+                f"{self.content_type!r}, {len(self.body)} bytes, starting {self.body[:80]!r})",
+                url=_redact(url),
+                tenant=tenant,
+            ) from None
+        return Response(
+            data=data,
+            status=self.status,
+            url=str(url),
+            request_id=self.request_id,
+            attempts=attempt,
+        )
+
+
+# aiohttp 3.10 split its timeout error by phase; with 3.9 every timeout is reported by the total.
+_CONNECT_TIMEOUT: type[BaseException] | None = getattr(aiohttp, "ConnectionTimeoutError", None)
+_READ_TIMEOUT: type[BaseException] | None = getattr(aiohttp, "SocketTimeoutError", None)
+
+
+def _timeout_phase(exc: BaseException, timeout: Timeout, cut_by_deadline: bool) -> str:
+    if _CONNECT_TIMEOUT is not None and isinstance(exc, _CONNECT_TIMEOUT):
+        return f"connect timeout ({timeout.connect:g}s) expired"
+    if _READ_TIMEOUT is not None and isinstance(exc, _READ_TIMEOUT):
+        return f"read timeout ({timeout.read:g}s without data) expired"
+    if cut_by_deadline:
+        return "the retry deadline (RetryPolicy.deadline) passed"
+    if _READ_TIMEOUT is not None:  # aiohttp names the other phases, so this one is the total
+        return f"total timeout ({timeout.total}s) expired"
+    return f"timeout (total {timeout.total}s, read {timeout.read}s, connect {timeout.connect}s) expired"
 
 
 def _status_error(
@@ -349,6 +484,13 @@ def _redact(url: URL) -> str:
 
 
 def _reason(exc: ServiceCommsError) -> str:
+    """A failure in a few words for a log line (exception texts never hold a secret)."""
     if isinstance(exc, APIStatusError):
-        return f"HTTP {exc.status} {exc.code or ''}".strip()
-    return type(exc).__name__
+        parts = [f"HTTP {exc.status}", exc.code or ""]
+        if exc.retry_after is not None:
+            parts.append(f"Retry-After {exc.retry_after:g}s")
+        if exc.request_id:
+            parts.append(f"request id {exc.request_id}")
+        return " ".join(part for part in parts if part)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text if len(text) <= 300 else text[:300] + '...'}"

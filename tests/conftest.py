@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -26,6 +31,45 @@ def no_retry_waits() -> Iterator[None]:
     retry.set_testing(True)
     yield
     retry.set_testing(False)
+
+
+# Values that must never appear in a log record: the static test token, anything shaped like a JWT (the
+# local token endpoint's tokens), and secrets tests register in SECRETS.
+SECRETS: set[str] = {TOKEN}
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
+
+
+class _RecordEverything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]!r}"
+        self.lines.append(text)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log_record() -> Iterator[None]:
+    """Every test runs with DEBUG logging on, and fails if a token or secret reached a log record."""
+    handler = _RecordEverything()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    leaked = [
+        line
+        for line in handler.lines
+        if _JWT.search(line) or any(secret in line for secret in SECRETS)
+    ]
+    assert not leaked, f"a secret reached the logs: {leaked[:3]}"
 
 
 @pytest.fixture
@@ -60,6 +104,26 @@ def canned_middleware(responses: Mapping[str, CannedResponse]) -> Callable[..., 
         return await handler(request)  # type: ignore[no-any-return,operator]
 
     return middleware
+
+
+class ThreadedEmulator:
+    """The emulator on its own event loop in a thread, for synchronous callers (schemathesis, hypothesis)."""
+
+    def __init__(self, config: EmulatorConfig, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.emulator = Emulator(config, **options)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Emulator:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.emulator.start(), self.loop).result()
+        return self.emulator
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.emulator.stop(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
 
 
 def fixture_bytes(name: str) -> bytes:
