@@ -35,3 +35,16 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against a raw aiohttp + orjson floor on the same server (writes benchmarks/RESULTS.md)."""
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def audit(session: nox.Session) -> None:
+    """pip-audit over the installed dependencies; says so plainly when no vulnerability database is reachable."""
+    session.install("-e", ".", "pip-audit>=2.7")
+    try:
+        session.run("pip-audit", "--progress-spinner", "off", "--skip-editable")
+    except nox.command.CommandFailed:
+        session.error(
+            "pip-audit failed: either a dependency has a known vulnerability (see above) or the "
+            "vulnerability database (PyPI / OSV) could not be reached from this machine"
+        )

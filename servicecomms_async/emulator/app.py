@@ -106,6 +106,40 @@ def _error(status: int, code: str, message: str, **headers: str) -> web.Response
     )
 
 
+# The documented contract names the filters as plain query parameters (``?Workload=Exchange``), while
+# real clients sent ``$filter=Workload eq 'Exchange'``. The spec shape honours both; the real shape only
+# ``$filter``. Each parameter becomes the comparison the documentation describes.
+_SPEC_PARAMETERS: dict[Operation, tuple[tuple[str, str, bool], ...]] = {
+    "Services": (),
+    "CurrentStatus": (("Workload", "eq", True),),
+    "HistoricalStatus": (("Workload", "eq", True), ("StatusTime", "ge", False)),
+    "Messages": (
+        ("Workload", "eq", True),
+        ("StartTime", "ge", False),
+        ("EndTime", "le", False),
+        ("MessageType", "eq", True),
+        ("Id", "eq", True),
+    ),
+}
+
+
+def _spec_parameter_filter(op: Operation, query: Any) -> str | None:
+    clauses = []
+    for name, operator, quoted in _SPEC_PARAMETERS[op]:
+        value = query.get(name)
+        if value is None:
+            continue
+        literal = "'" + value.replace("'", "''") + "'" if quoted else value
+        clauses.append(f"{name} {operator} {literal}")
+    return " and ".join(clauses) or None
+
+
+def _and(first: str | None, second: str | None) -> str | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return f"({first}) and ({second})"
+
+
 def _metadata_level(accept: str | None) -> str:
     """The odata.metadata level asked for; absent means ``none`` (documented default)."""
     if not accept:
@@ -376,6 +410,8 @@ class Emulator:
         )
         shape = self.config.shape
         filter_text = query.get("$filter")
+        if shape == "spec":
+            filter_text = _and(_spec_parameter_filter(op, query), filter_text)
         select_text = query.get("$select")
         fields, aliases = filter_fields(op, shape)
         predicate = parse_filter(filter_text, fields, aliases) if filter_text is not None else None

@@ -595,7 +595,10 @@ class Generator:
         end = None if core.end is None else iso_ms(core.end)
         mc = core.kind == MESSAGE_CENTER
         if not self.real:
-            return {
+            # The spec declares no field nullable but Title, so the spec shape leaves a field out
+            # where the real service sent null (an ongoing incident's EndTime, a Message Center
+            # post's Workload).
+            spec_item: Json = {
                 "Id": core.msg_id,
                 "Name": core.msg_id,
                 "Title": title,
@@ -610,6 +613,7 @@ class Generator:
                 "FeatureDisplayName": None if mc else feat.display_name,
                 "MessageType": mtype,
             }
+            return {k: v for k, v in spec_item.items() if v is not None or k == "Title"}
         item: Json = {
             "AffectedWorkloadDisplayNames": [wl.display_name] if mc else [],
             "AffectedWorkloadNames": [wl.id] if mc else [],
