@@ -5,8 +5,9 @@ Every error the library raises on purpose derives from :class:`ServiceCommsError
     ServiceCommsError
     ├── SessionClosedError           the session was closed (or never opened) when a request was made
     ├── TransportError               no usable HTTP response arrived
-    │   ├── ConnectError             the connection could not be made or was dropped
-    │   └── RequestTimeoutError      a connect, read or total timeout expired
+    │   ├── ConnectError             the connection could not be made or was dropped (retried)
+    │   ├── RequestTimeoutError      a connect, read or total timeout expired (retried)
+    │   └── TLSError                 the TLS handshake or certificate check failed (not retried)
     ├── ResponseError                a response arrived but is not what the API promises
     │   ├── UnexpectedResponseError  not JSON, wrong shape, too large
     │   ├── InvalidFieldError        strict mode: a known field held a value of the wrong type
@@ -55,6 +56,10 @@ class ConnectError(TransportError):
 
 class RequestTimeoutError(TransportError):
     """A connect, read or total timeout expired."""
+
+
+class TLSError(TransportError):
+    """The TLS handshake or the certificate check failed; asking again would fail the same way."""
 
 
 class ResponseError(ServiceCommsError):

@@ -30,6 +30,7 @@ from .errors import (
     RequestTimeoutError,
     ServiceCommsError,
     SessionClosedError,
+    TLSError,
     UnexpectedResponseError,
     status_error_class,
 )
@@ -325,6 +326,7 @@ class Transport:
             timeouts.total is None or remaining < timeouts.total
         )
         self.requests_sent += 1
+        failure: ServiceCommsError
         try:
             # Leaving this block releases the connection: back to the pool when the body was read
             # whole, closed otherwise (an error, a timeout or a cancellation mid-body).
@@ -343,24 +345,41 @@ class Transport:
         except ServiceCommsError:
             raise
         except asyncio.TimeoutError as exc:
-            raise RequestTimeoutError(
+            failure = RequestTimeoutError(
                 f"{_timeout_phase(exc, timeouts, cut_by_deadline)} for {_redact(url)} (tenant {tenant})",
                 url=_redact(url),
                 tenant=tenant,
-            ) from None
+            )
+        except aiohttp.ClientSSLError as exc:
+            failure = TLSError(
+                f"TLS failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
+                url=_redact(url),
+                tenant=tenant,
+            )
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise ConnectError(
+            failure = ConnectError(
                 f"connection failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
                 url=_redact(url),
                 tenant=tenant,
-            ) from None
+            )
+        except aiohttp.ClientResponseError as exc:
+            # aiohttp's parser refused the response itself (e.g. a header over its 8 KiB limit).
+            failure = UnexpectedResponseError(
+                f"unreadable response from {_redact(url)} (tenant {tenant}): {exc.message}"[:500],
+                url=_redact(url),
+                tenant=tenant,
+            )
         except aiohttp.ClientError as exc:
-            raise ConnectError(
+            failure = ConnectError(
                 f"request failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
                 url=_redact(url),
                 tenant=tenant,
-            ) from None
-        return _RawResponse(body, status, request_id, content_type)
+            )
+        else:
+            return _RawResponse(body, status, request_id, content_type)
+        # Raised outside the except blocks so that no aiohttp exception rides along as __context__:
+        # its RequestInfo holds the request headers, Authorization included.
+        raise failure
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, tenant: str) -> bytes:
         limit = self.max_body_bytes
