@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .clouds import Cloud
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -19,6 +20,7 @@ from .errors import (
     ServiceCommsError,
     SessionClosedError,
     ThrottledError,
+    TLSError,
     TransportError,
     UnauthorizedError,
     UnexpectedResponseError,
@@ -36,6 +38,7 @@ from .models import (
 )
 from .paging import AsyncPager, Page
 from .retry import RetryPolicy
+from .scan import Scan, ScanItem, ScanProgress, ScanResult, TenantDone, TenantFailed
 from .session import ServiceCommsSession
 from .tenant import TenantClient
 from .transport import Limits, Timeout
@@ -45,6 +48,7 @@ __all__ = [
     "AsyncPager",
     "AuthenticationError",
     "BadRequestError",
+    "Cloud",
     "ConnectError",
     "CredentialError",
     "EndpointRetiredError",
@@ -63,13 +67,20 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseError",
     "RetryPolicy",
+    "Scan",
+    "ScanItem",
+    "ScanProgress",
+    "ScanResult",
     "ServerError",
     "Service",
     "ServiceCommsError",
     "ServiceCommsSession",
     "SessionClosedError",
     "Status",
+    "TLSError",
     "TenantClient",
+    "TenantDone",
+    "TenantFailed",
     "ThrottledError",
     "Timeout",
     "TransportError",

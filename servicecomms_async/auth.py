@@ -1,31 +1,83 @@
 """Token providers: turn azure-identity credentials (or a static token) into bearer tokens per tenant.
 
-A :class:`TokenProvider` answers ``get_token(tenant)`` and forgets a token on ``invalidate``. The
-credential provider caches one token per (tenant, scope), refreshes it shortly before it expires (at
-``refresh_on`` when the credential gives one, else five minutes early minus up to a minute of jitter, so
-a thousand tenants do not refresh in the same second), and lets one fetch per key be in flight however
-many requests wait for it. Locks are made lazily inside the running loop.
+A :class:`TokenProvider` answers ``get_token(tenant)`` and forgets a token the API refused on
+``invalidate(tenant, token)``. :class:`CredentialTokenProvider` is the one built on azure-core
+credentials. Its contract:
+
+* **Cache.** One token per (tenant, scope) (per scope only, when one token serves every tenant), reused
+  until its refresh time: the credential's ``refresh_on`` when it gives one, else
+  ``expires_on - min(300 s + uniform(0, 60 s), lifetime / 2)``. The jitter keeps a thousand tenants
+  from refreshing in the same second.
+* **Single flight.** However many requests wait, one credential call per key is in flight; its waiters
+  share its result, and its failure: a bad secret costs one token request, not one per waiting request.
+  If the caller leading a flight is cancelled, the next waiter leads a new one.
+* **Refresh without failures.** A refresh that fails while the old token is still valid keeps the old
+  token and tries again within 30 s.
+* **Not the same token twice.** azure-identity keeps its own cache, so asking it again after a 401, or
+  before its own refresh point, can return the very token being replaced. When that happens the provider
+  asks once more with a claims challenge for a token issued now (the form Entra uses for continuous
+  access evaluation, ``{"access_token": {"nbf": {"essential": true, "value": NOW}}}``), which
+  azure-identity and MSAL always answer from the token endpoint. Credentials that cannot do that (Azure
+  CLI, some custom ones) keep their token; the request is then retried once with it and fails with the
+  API's own 401, never in a loop.
+* **Bounded refreshes after 401.** ``invalidate`` drops a token once; a token that itself replaced a
+  refused one within the last 30 s is not dropped again, so a token the API will never accept (wrong
+  tenant, missing permission) costs at most one extra token request per 30 s per key, however many
+  requests are refused.
+* **Errors.** A credential failure becomes one :class:`~servicecomms_async.errors.CredentialError` that
+  names the tenant, the scope and the credential class and carries the credential's message (the AADSTS
+  code and text), never a token or a secret.
+* **Ownership.** Credentials made by a ``tenant -> credential`` factory are the provider's, closed by
+  :meth:`CredentialTokenProvider.aclose`; a credential passed in is the caller's and is never closed.
+* **Sync credentials.** azure-core's synchronous credentials (``azure.identity.DeviceCodeCredential`` has
+  no async form) are called in a worker thread; async ones (``azure.identity.aio``) on the loop.
 
 Tokens are held in :class:`Secret` so that no repr, log line or exception shows them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import hmac
 import inspect
+import json
+import logging
 import random
+import re
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
+
+import anyio
+import anyio.to_thread
 
 from .errors import CredentialError
 
+__all__ = [
+    "REFRESH_JITTER",
+    "REFRESH_MARGIN",
+    "AsyncTokenCredential",
+    "Credential",
+    "CredentialFactory",
+    "CredentialTokenProvider",
+    "Secret",
+    "StaticTokenProvider",
+    "TokenCredential",
+    "TokenProvider",
+]
+
+logger = logging.getLogger("servicecomms_async.auth")
+
 REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is refreshed
-REFRESH_JITTER = 60.0
+REFRESH_JITTER = 60.0  # plus up to this many seconds, at random
+RETRY_REFRESH_WITHIN = (
+    30.0  # a refresh that could not replace a still-valid token is retried this soon
+)
+REFUSED_AGAIN_WINDOW = 30.0  # a token that replaced a refused one is not dropped again this soon
 
 
 class Secret:
-    """A string that never shows itself in ``repr`` or ``str``."""
+    """A string that never shows itself in ``repr`` or ``str``; ``reveal()`` gives the value."""
 
     __slots__ = ("_value",)
 
@@ -41,7 +93,9 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and hmac.compare_digest(
+            other._value.encode(), self._value.encode()
+        )
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -49,20 +103,43 @@ class Secret:
 
 @runtime_checkable
 class AsyncTokenCredential(Protocol):
-    """What azure-core calls an ``AsyncTokenCredential``: ``await get_token(*scopes, **kwargs)``."""
+    """What azure-core calls an ``AsyncTokenCredential``: ``await get_token(*scopes, **kwargs)``.
+
+    Credentials that also have azure-core's ``get_token_info(*scopes, options=...)`` are asked through
+    it, since it also reports ``refresh_on``.
+    """
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
 
 
-CredentialFactory = Callable[[str], AsyncTokenCredential]
+@runtime_checkable
+class TokenCredential(Protocol):
+    """azure-core's synchronous ``TokenCredential``. Some credentials exist only in this form (e.g.
+    ``azure.identity.DeviceCodeCredential``); the provider calls them in a worker thread."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
+
+
+Credential = AsyncTokenCredential | TokenCredential
+
+CredentialFactory = Callable[[str], Credential]
+"""``tenant_id -> credential``: a new credential per customer tenant (the session closes them)."""
 
 
 class TokenProvider(Protocol):
-    async def get_token(self, tenant: str) -> Secret: ...
+    """Bearer tokens per tenant, as the transport asks for them."""
 
-    def invalidate(self, tenant: str, token: Secret) -> None: ...
+    async def get_token(self, tenant: str) -> Secret:
+        """A token for ``tenant`` (cached, or fetched once however many callers wait)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    def invalidate(self, tenant: str, token: Secret) -> None:
+        """The API refused ``token`` for ``tenant`` (HTTP 401): do not hand it out again, if possible."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the provider created (never what the caller passed in)."""
+        ...
 
 
 class StaticTokenProvider:
@@ -71,7 +148,12 @@ class StaticTokenProvider:
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("token must be a non-empty string")
-        self._token = Secret(token.strip())
+        token = token.strip()
+        if token[:7].lower() == "bearer ":
+            raise ValueError("token must be the access token itself, without the 'Bearer ' prefix")
+        if any(c.isspace() for c in token):
+            raise ValueError("token must not contain whitespace")
+        self._token = Secret(token)
 
     async def get_token(self, tenant: str) -> Secret:
         return self._token
@@ -87,136 +169,391 @@ class StaticTokenProvider:
 
 
 class _CachedToken:
-    __slots__ = ("refresh_at", "token")
+    __slots__ = ("after_refusal", "expires_on", "fetched_at", "refresh_at", "token")
 
-    def __init__(self, token: Secret, refresh_at: float) -> None:
+    def __init__(
+        self,
+        token: Secret,
+        *,
+        expires_on: float | None,
+        refresh_at: float,
+        fetched_at: float,
+        after_refusal: bool,
+    ) -> None:
         self.token = token
+        self.expires_on = expires_on
         self.refresh_at = refresh_at
+        self.fetched_at = fetched_at
+        self.after_refusal = after_refusal  # fetched because the API refused the previous token
+
+    def valid_at(self, now: float) -> bool:
+        return self.expires_on is None or now < self.expires_on
+
+
+class _Issued:
+    """What a credential answered, without ever showing the token."""
+
+    __slots__ = ("expires_on", "refresh_on", "token")
+
+    def __init__(self, token: str, expires_on: float | None, refresh_on: float | None) -> None:
+        self.token = token
+        self.expires_on = expires_on
+        self.refresh_on = refresh_on
+
+    def __repr__(self) -> str:
+        return f"_Issued(token=***, expires_on={self.expires_on}, refresh_on={self.refresh_on})"
+
+
+class _Flight:
+    """One credential call in progress; waiters read its outcome when ``done`` is set."""
+
+    __slots__ = ("done", "failure", "token")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.token: Secret | None = None
+        self.failure: str | None = None  # the credential's message, for each waiter's own error
+
+
+Key = tuple[str, str]  # (tenant, or "*" when one token serves every tenant; scope)
 
 
 class CredentialTokenProvider:
-    """Tokens from an azure-core credential, or from a ``tenant -> credential`` factory, cached per tenant.
+    """Tokens from an azure-core credential, or from a ``tenant -> credential`` factory, cached per
+    (tenant, scope). See the module docstring for the caching, refresh and error contract.
 
-    ``per_tenant``: with one credential, ask it with ``get_token(scope, tenant_id=tenant)`` (a multi-tenant
-    app whose credential allows those tenants); otherwise one token serves every tenant. A factory always
-    gives one credential per tenant. Credentials made by a factory are closed by :meth:`aclose`; a
-    credential passed in is the caller's and is not.
+    ``per_tenant``: with one credential, ask it for each tenant with ``get_token(scope, tenant_id=tenant)``
+    (a multi-tenant app whose credential allows those tenants, e.g. ``additionally_allowed_tenants=["*"]``);
+    otherwise one token serves every tenant (a tenant admin's own credential). A factory always gives one
+    credential, and so one token, per tenant.
     """
 
     def __init__(
         self,
-        credential: AsyncTokenCredential | CredentialFactory,
+        credential: Credential | CredentialFactory,
         *,
         scope: str,
         per_tenant: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(credential, AsyncTokenCredential):
-            self._credential: AsyncTokenCredential | None = credential
+        if _is_credential(credential):
+            self._credential: Credential | None = cast(Credential, credential)
             self._factory: CredentialFactory | None = None
-        elif callable(credential):
+        elif callable(credential) and not isinstance(credential, type):
             self._credential = None
             self._factory = credential
         else:
-            raise TypeError(
-                "credential must be an azure-core AsyncTokenCredential (e.g. "
-                "azure.identity.aio.ClientSecretCredential) or a callable tenant_id -> credential, "
-                f"got {type(credential).__name__}"
+            raise TypeError(_not_a_credential(credential, "credential"))
+        if not isinstance(scope, str) or not scope:
+            raise ValueError(
+                "scope must be a non-empty string such as https://manage.office.com/.default"
             )
+        if not isinstance(per_tenant, bool):
+            raise TypeError(f"per_tenant must be a bool, got {type(per_tenant).__name__}")
         self._scope = scope
         self._per_tenant = per_tenant or self._factory is not None
         self._clock = clock
-        self._cache: dict[str, _CachedToken] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._made: dict[str, AsyncTokenCredential] = {}
-        self.fetches = 0  # tokens requested from credentials, for tests and diagnostics
+        self._cache: dict[Key, _CachedToken] = {}
+        self._flights: dict[Key, _Flight] = {}
+        self._refused: dict[Key, Secret] = {}
+        self._made: dict[str, Credential] = {}
+        self.fetches = 0  # calls made to credentials (their own cache may answer), for diagnostics
 
-    def _key(self, tenant: str) -> str:
-        return tenant if self._per_tenant else "*"
+    @property
+    def scope(self) -> str:
+        return self._scope
 
-    async def get_token(self, tenant: str) -> Secret:
-        key = self._key(tenant)
-        cached = self._cache.get(key)
-        if cached is not None and self._clock() < cached.refresh_at:
-            return cached.token
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:
-            cached = self._cache.get(key)  # another waiter may have fetched it meanwhile
+    def _key(self, tenant: str, scope: str | None) -> Key:
+        return (tenant if self._per_tenant else "*", scope or self._scope)
+
+    async def get_token(self, tenant: str, *, scope: str | None = None) -> Secret:
+        """A token for ``tenant`` and ``scope`` (the provider's scope by default)."""
+        key = self._key(tenant, scope)
+        while True:
+            cached = self._cache.get(key)
             if cached is not None and self._clock() < cached.refresh_at:
                 return cached.token
-            cached = await self._fetch(tenant)
-            self._cache[key] = cached
-            return cached.token
+            flight = self._flights.get(key)
+            if flight is not None:
+                await flight.done.wait()
+                if flight.failure is not None:
+                    raise CredentialError(
+                        self._failure_message(tenant, key[1], flight.failure), tenant=tenant
+                    )
+                if flight.token is not None:
+                    return flight.token
+                continue  # the caller leading that flight was cancelled: lead a new one
+            flight = self._flights[key] = _Flight()
+            try:
+                entry = await self._fetch(tenant, key, cached)
+                self._cache[key] = entry
+                self._refused.pop(key, None)  # kept until now in case this flight failed
+                flight.token = entry.token
+                return entry.token
+            except _CredentialFailed as failed:
+                flight.failure = failed.detail
+                raise CredentialError(
+                    self._failure_message(tenant, key[1], failed.detail), tenant=tenant
+                ) from None
+            finally:
+                del self._flights[key]
+                flight.done.set()
 
-    def invalidate(self, tenant: str, token: Secret) -> None:
-        key = self._key(tenant)
+    def invalidate(self, tenant: str, token: Secret, *, scope: str | None = None) -> None:
+        key = self._key(tenant, scope)
         cached = self._cache.get(key)
-        if cached is not None and cached.token == token:
-            del self._cache[key]
-
-    async def _fetch(self, tenant: str) -> _CachedToken:
-        credential = self._credential_for(tenant)
-        kwargs: dict[str, Any] = {}
-        if self._per_tenant and self._factory is None:
-            kwargs["tenant_id"] = tenant
-        self.fetches += 1
-        try:
-            access_token = await credential.get_token(self._scope, **kwargs)
-        except Exception as exc:
-            raise CredentialError(
-                f"could not get a token for tenant {tenant} (scope {self._scope}): "
-                f"{type(exc).__name__}: {_credential_message(exc)}",
-                tenant=tenant,
-            ) from None
-        token = getattr(access_token, "token", None)
-        expires_on = getattr(access_token, "expires_on", None)
-        if not isinstance(token, str) or not token:
-            raise CredentialError(
-                f"the credential returned no token for tenant {tenant}", tenant=tenant
+        if cached is None or cached.token != token:
+            return  # already replaced, or being replaced by a flight in progress
+        if cached.after_refusal and self._clock() - cached.fetched_at < REFUSED_AGAIN_WINDOW:
+            logger.debug(
+                "token for tenant %s refused again within %.0fs of replacing a refused one; "
+                "not fetching another yet",
+                tenant,
+                REFUSED_AGAIN_WINDOW,
             )
+            return
+        del self._cache[key]
+        self._refused[key] = token
+
+    async def _fetch(self, tenant: str, key: Key, previous: _CachedToken | None) -> _CachedToken:
+        scope = key[1]
+        credential = self._credential_for(tenant)
         now = self._clock()
-        refresh_on = getattr(access_token, "refresh_on", None)
-        if isinstance(refresh_on, (int, float)) and refresh_on > now:
-            refresh_at = float(refresh_on)
-        elif isinstance(expires_on, (int, float)):
+        refused = self._refused.get(key)
+        still_valid = previous if previous is not None and previous.valid_at(now) else None
+        replacing = refused or (still_valid.token if still_valid is not None else None)
+        try:
+            issued = await self._ask(credential, tenant, scope, claims=None)
+        except Exception as exc:
+            if still_valid is not None and refused is None:
+                return self._keep(still_valid, now, tenant, exc)
+            raise _CredentialFailed(_describe_failure(credential, exc)) from None
+        if replacing is not None and _same(issued.token, replacing):
+            # The credential answered from its own cache with the token being replaced.
+            logger.debug(
+                "the credential returned the token being replaced for tenant %s; asking for one "
+                "issued now",
+                tenant,
+            )
+            try:
+                forced: _Issued | None = await self._ask(
+                    credential, tenant, scope, claims=_claims_issued_after(now)
+                )
+            except Exception as exc:
+                logger.debug(
+                    "the credential could not issue a new token for tenant %s: %s",
+                    tenant,
+                    _describe_failure(credential, exc),
+                )
+                forced = None
+            if forced is not None and not _same(forced.token, replacing):
+                issued = forced
+            elif still_valid is not None and refused is None:
+                return self._keep(still_valid, now, tenant, None)
+            # Else the API refused a token the credential cannot replace: the transport's one retry
+            # with it will fail with the API's own 401, and invalidate() will not drop it again soon.
+        entry = self._entry(issued, self._clock(), after_refusal=refused is not None)
+        logger.debug(
+            "token for tenant %s (scope %s) fetched; refresh in %.0fs",
+            tenant,
+            scope,
+            entry.refresh_at - entry.fetched_at,
+        )
+        return entry
+
+    async def _ask(
+        self, credential: Credential, tenant: str, scope: str, *, claims: str | None
+    ) -> _Issued:
+        options: dict[str, Any] = {}
+        if self._per_tenant and self._factory is None:
+            options["tenant_id"] = tenant
+        if claims is not None:
+            options["claims"] = claims
+        self.fetches += 1
+        get_token_info = getattr(credential, "get_token_info", None)
+        if callable(get_token_info):
+            call = functools.partial(get_token_info, scope, options=options)
+        else:
+            call = functools.partial(credential.get_token, scope, **options)
+        if inspect.iscoroutinefunction(call.func):
+            answer = await call()
+        else:
+            # A synchronous credential blocks on HTTP (or on a person, for a device code): give it a
+            # thread, and let a cancelled caller go without waiting for it.
+            answer = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        token = getattr(answer, "token", None)
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"the credential returned {type(answer).__name__} without a token")
+        return _Issued(token, _number(answer, "expires_on"), _number(answer, "refresh_on"))
+
+    def _entry(self, issued: _Issued, now: float, *, after_refusal: bool) -> _CachedToken:
+        expires_on, refresh_on = issued.expires_on, issued.refresh_on
+        if expires_on is None:
+            refresh_at = now + REFRESH_MARGIN
+        elif refresh_on is not None and now < refresh_on < expires_on:
+            refresh_at = refresh_on
+        else:
             margin = min(REFRESH_MARGIN + random.uniform(0, REFRESH_JITTER), (expires_on - now) / 2)
             refresh_at = expires_on - margin
-        else:
-            refresh_at = now + REFRESH_MARGIN
-        return _CachedToken(Secret(token), refresh_at)
+        return _CachedToken(
+            Secret(issued.token),
+            expires_on=expires_on,
+            refresh_at=refresh_at,
+            fetched_at=now,
+            after_refusal=after_refusal,
+        )
 
-    def _credential_for(self, tenant: str) -> AsyncTokenCredential:
+    def _keep(
+        self, entry: _CachedToken, now: float, tenant: str, failure: Exception | None
+    ) -> _CachedToken:
+        """Keep a still-valid token whose refresh did not give a new one; try again soon."""
+        remaining = entry.expires_on - now if entry.expires_on is not None else REFRESH_MARGIN
+        retry_in = min(RETRY_REFRESH_WITHIN, max(remaining / 2, 0.1))
+        if failure is not None:
+            logger.debug(
+                "refreshing the token for tenant %s failed (%s); keeping the current one, "
+                "%.0fs left, next try in %.1fs",
+                tenant,
+                _first_line(failure),
+                remaining,
+                retry_in,
+            )
+        return _CachedToken(
+            entry.token,
+            expires_on=entry.expires_on,
+            refresh_at=now + retry_in,
+            fetched_at=entry.fetched_at,
+            after_refusal=entry.after_refusal,
+        )
+
+    def _credential_for(self, tenant: str) -> Credential:
         if self._factory is None:
             assert self._credential is not None
             return self._credential
         credential = self._made.get(tenant)
         if credential is None:
-            credential = self._factory(tenant)
-            if not isinstance(credential, AsyncTokenCredential):
+            try:
+                made = self._factory(tenant)
+            except Exception as exc:
+                raise _CredentialFailed(
+                    f"the credential factory failed: {type(exc).__name__}: {_first_line(exc)}"
+                ) from None
+            if not _is_credential(made):
                 raise TypeError(
-                    f"the credential factory returned {type(credential).__name__} for tenant {tenant}, "
-                    "not an AsyncTokenCredential"
+                    _not_a_credential(made, f"the credential factory's result for {tenant}")
                 )
-            self._made[tenant] = credential
+            credential = self._made[tenant] = made
         return credential
 
+    def _failure_message(self, tenant: str, scope: str, detail: str) -> str:
+        return f"could not get a token for tenant {tenant} (scope {scope}): {detail}"
+
     async def aclose(self) -> None:
+        """Close the credentials a factory made (each once); the caller's own credential stays open."""
         made, self._made = self._made, {}
-        for credential in made.values():
+        self._cache.clear()
+        self._refused.clear()
+        closed: set[int] = set()
+        for tenant, credential in made.items():
+            if id(credential) in closed:
+                continue
+            closed.add(id(credential))
             close = getattr(credential, "close", None)
-            if close is not None:
+            if close is None:
+                continue
+            try:
                 result = close()
                 if inspect.isawaitable(result):
                     await result
+            except Exception as exc:
+                logger.warning(
+                    "closing the credential made for tenant %s failed: %s: %s",
+                    tenant,
+                    type(exc).__name__,
+                    _first_line(exc),
+                )
 
     def __repr__(self) -> str:
-        return f"CredentialTokenProvider(scope={self._scope!r}, cached_tenants={len(self._cache)})"
+        source = (
+            f"factory={getattr(self._factory, '__qualname__', type(self._factory).__name__)}"
+            if self._factory is not None
+            else f"credential={type(self._credential).__name__}"
+        )
+        return (
+            f"CredentialTokenProvider({source}, scope={self._scope!r}, "
+            f"per_tenant={self._per_tenant}, cached={len(self._cache)})"
+        )
 
 
-def _credential_message(exc: BaseException) -> str:
-    # azure-identity messages carry the AADSTS code and description but never the secret; keep the
-    # first line only, since later lines can hold request details.
-    message = getattr(exc, "message", None) or str(exc)
-    return message.strip().splitlines()[0][:500] if message.strip() else "(no message)"
+def _is_credential(obj: object) -> bool:
+    if isinstance(obj, type):
+        return False
+    return callable(getattr(obj, "get_token", None)) or callable(
+        getattr(obj, "get_token_info", None)
+    )
+
+
+def _not_a_credential(obj: object, what: str) -> str:
+    name = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    hint = (
+        "pass an instance, not the class"
+        if isinstance(obj, type)
+        else "expected e.g. azure.identity.aio.ClientSecretCredential"
+    )
+    return (
+        f"{what} must be an azure-core token credential (with get_token) or a callable "
+        f"tenant_id -> credential, got {name}: {hint}"
+    )
+
+
+def _same(token: str, secret: Secret) -> bool:
+    return hmac.compare_digest(token.encode(), secret.reveal().encode())
+
+
+def _number(answer: object, name: str) -> float | None:
+    value = getattr(answer, name, None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _claims_issued_after(now: float) -> str:
+    return json.dumps(
+        {"access_token": {"nbf": {"essential": True, "value": str(int(now))}}},
+        separators=(",", ":"),
+    )
+
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_FORM_SECRET = re.compile(
+    r"(?i)\b(client_secret|client_assertion|access_token|refresh_token|assertion|password)"
+    r"(\s*[=:]\s*)[^&\s,;'\"]+"
+)
+
+
+def _scrub(text: str) -> str:
+    """Belt and braces: credential messages carry no secrets, but never let one through."""
+    return _FORM_SECRET.sub(r"\1\2***", _JWT.sub("***", text))
+
+
+def _first_line(exc: BaseException, limit: int = 500) -> str:
+    # azure-identity messages carry the AADSTS code and description on the first line; later lines hold
+    # trace ids and timestamps.
+    message = getattr(exc, "message", None)
+    text = message if isinstance(message, str) and message.strip() else str(exc)
+    text = text.strip()
+    return _scrub(text.splitlines()[0][:limit]) if text else "(no message)"
+
+
+def _describe_failure(credential: object, exc: BaseException) -> str:
+    return f"{type(credential).__name__} failed: {type(exc).__name__}: {_first_line(exc)}"
+
+
+class _CredentialFailed(Exception):
+    """Internal: a flight's failure, turned into one CredentialError per waiting tenant."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

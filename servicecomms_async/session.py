@@ -15,28 +15,34 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import TypeVar
 
 from yarl import URL
 
 from . import __version__
 from .auth import (
-    AsyncTokenCredential,
+    Credential,
     CredentialFactory,
     CredentialTokenProvider,
     StaticTokenProvider,
     TokenProvider,
 )
+from .clouds import PUBLIC, Cloud, get_cloud
 from .convert import WireConverter, converter, strict_converter
 from .errors import SessionClosedError
 from .paging import DEFAULT_MAX_PAGES
 from .query import validate_tenant_id
 from .retry import RetryPolicy
+from .scan import DEFAULT_CONCURRENCY, Operation, Scan, ScanProgress
 from .tenant import TenantClient
 from .transport import DEFAULT_MAX_BODY_BYTES, Limits, Response, Timeout, Transport
 
-DEFAULT_BASE_URL = "https://manage.office.com/api/v1.0"
-DEFAULT_SCOPE = "https://manage.office.com/.default"
+DEFAULT_BASE_URL = PUBLIC.base_url
+DEFAULT_SCOPE = PUBLIC.token_scope
+
+T = TypeVar("T")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -71,10 +77,15 @@ class ServiceCommsSession:
     Authentication: pass ``credential`` (an azure-core ``AsyncTokenCredential`` such as
     ``azure.identity.aio.ClientSecretCredential``, or a callable ``tenant_id -> credential`` for partners
     whose token differs per customer tenant), or ``token`` (a static bearer token, e.g. for the emulator).
+    Synchronous azure-core credentials (``azure.identity.DeviceCodeCredential``) run in a worker thread.
     With one credential and ``per_tenant_tokens=True`` the session asks
     ``credential.get_token(scope, tenant_id=tenant)`` for each tenant (a multi-tenant app).
 
-    Options: ``base_url`` and ``scope`` (public cloud by default), ``timeout`` (:class:`Timeout`),
+    ``cloud`` (a :class:`~servicecomms_async.clouds.Cloud` or its name: ``"public"`` (default), ``"gcc"``,
+    ``"gcc-high"``, ``"dod"``, ``"china"``) gives the default ``base_url`` and ``scope``; either can be
+    overridden on its own. The session closes the credentials a factory made and never one passed in.
+
+    Options: ``base_url`` and ``scope`` (the cloud's by default), ``timeout`` (:class:`Timeout`),
     ``limits`` (:class:`Limits`), ``retry`` (:class:`RetryPolicy`), ``strict`` (raise on a wrongly typed
     field instead of keeping it in ``extra``), ``max_body_bytes``, ``max_pages`` (per stream),
     ``ssl_context`` (e.g. to trust a private CA).
@@ -82,11 +93,12 @@ class ServiceCommsSession:
 
     def __init__(
         self,
-        credential: AsyncTokenCredential | CredentialFactory | None = None,
+        credential: Credential | CredentialFactory | None = None,
         *,
         token: str | None = None,
-        base_url: str | URL = DEFAULT_BASE_URL,
-        scope: str = DEFAULT_SCOPE,
+        cloud: Cloud | str = PUBLIC,
+        base_url: str | URL | None = None,
+        scope: str | None = None,
         per_tenant_tokens: bool = False,
         timeout: Timeout | None = None,
         limits: Limits | None = None,
@@ -98,6 +110,11 @@ class ServiceCommsSession:
     ) -> None:
         if (credential is None) == (token is None):
             raise TypeError("pass exactly one of credential= or token=")
+        if token is not None and per_tenant_tokens:
+            raise TypeError("per_tenant_tokens applies to credential=, not to a static token=")
+        self.cloud = get_cloud(cloud)
+        base_url = self.cloud.base_url if base_url is None else base_url
+        scope = self.cloud.token_scope if scope is None else scope
         self.base_url = validate_base_url(base_url)
         if not isinstance(scope, str) or not scope:
             raise ValueError(
@@ -134,7 +151,8 @@ class ServiceCommsSession:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
-            f"ServiceCommsSession(base_url={str(self.base_url)!r}, tokens={self.tokens!r}, {state})"
+            f"ServiceCommsSession(cloud={self.cloud.name!r}, base_url={str(self.base_url)!r}, "
+            f"tokens={self.tokens!r}, {state})"
         )
 
     async def open(self) -> ServiceCommsSession:
@@ -174,6 +192,38 @@ class ServiceCommsSession:
         if self._closed:
             raise SessionClosedError("the session is closed")
         return TenantClient(self, validate_tenant_id(tenant_id))
+
+    def scan(
+        self,
+        tenant_ids: Iterable[str],
+        operation: Operation[T],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        tenant_timeout: float | None = None,
+        buffer_size: int | None = None,
+        on_progress: Callable[[ScanProgress], object] | None = None,
+    ) -> Scan[T]:
+        """Run ``operation`` (e.g. ``lambda t: t.current_status()``) for every tenant, ``concurrency`` at a
+        time, and stream the results: ``async with session.scan(...) as results: async for r in results``.
+
+        See :mod:`servicecomms_async.scan` for the contract. Arguments are checked here; the pool is
+        grown to at least ``concurrency`` connections so that no worker waits for a connection.
+        """
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+        scan = Scan(
+            self,
+            tenant_ids,
+            operation,
+            concurrency=concurrency,
+            tenant_timeout=tenant_timeout,
+            buffer_size=buffer_size,
+            on_progress=on_progress,
+        )
+        # A request waiting for a free pool connection spends its total timeout waiting, so a scan's
+        # pool must hold at least one connection per worker.
+        self._transport.ensure_pool_size(concurrency)
+        return scan
 
     def connections_in_use(self) -> int:
         """Pool connections currently checked out (0 once every stream is finished or closed)."""

@@ -181,6 +181,16 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
+    def ensure_pool_size(self, size: int) -> None:
+        """Grow the pool to at least ``size`` connections, even while it is open."""
+        if size <= self.limits.max_connections:
+            return
+        self.limits = attrs.evolve(self.limits, max_connections=size)
+        if self._session is not None:
+            # aiohttp has no public setter; TCPConnector reads _limit on every acquire, so raising it
+            # in place is safe.
+            self._session.connector._limit = size  # type: ignore[union-attr]
+
     def connections_in_use(self) -> int:
         """Connections currently checked out of the pool (0 when every response was released)."""
         if self._session is None:

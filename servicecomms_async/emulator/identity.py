@@ -1,0 +1,906 @@
+"""A local Microsoft Entra ID stand-in: the v2.0 client-credentials token endpoint, over HTTPS on loopback.
+
+Real azure-identity credentials talk to it unchanged::
+
+    async with IdentityServer() as idp, Emulator(config, token_validator=idp.token_validator) as emu:
+        idp.add_tenants(emu.tenant_ids)
+        app = idp.register_app(secret="not-a-real-secret")
+        credential = ClientSecretCredential(
+            emu.tenant_ids[0], app.client_id, "not-a-real-secret",
+            authority=idp.authority, connection_verify=idp.ca_path,
+        )
+
+What it serves (``https://127.0.0.1:PORT``, a certificate from a throwaway CA made with ``trustme``):
+
+* ``POST /{tenant}/oauth2/v2.0/token``, ``grant_type=client_credentials``, the client authenticated by
+  ``client_secret`` or by ``client_assertion`` (a JWT signed RS256 or PS256 with the key of a registered
+  certificate, found by its ``x5t#S256`` or ``x5t`` thumbprint: what azure-identity's
+  ``CertificateCredential`` sends). ``{tenant}`` is a tenant GUID or one of its domains. Success is the v2
+  shape (``token_type``, ``expires_in`` as an int, ``ext_expires_in``, ``access_token``); errors are the
+  v2 error shape (``error``, ``error_description`` starting with the AADSTS code and ending with trace
+  id, correlation id and timestamp lines, ``error_codes``, ``timestamp``, ``trace_id``,
+  ``correlation_id``, ``error_uri``), HTTP 400, or 401 for ``invalid_client``. A ``claims`` parameter
+  must be JSON; it is recorded in :attr:`IdentityServer.claims_requests`.
+* ``GET /{tenant}/v2.0/.well-known/openid-configuration`` and ``GET /{tenant}/discovery/v2.0/keys``, for
+  clients that discover the endpoint and for validators that want the signing key. azure-identity's async
+  credentials need neither (they post straight to the token endpoint).
+
+Errors answered (codes and texts as Entra sends them; the selection is this emulator's):
+
+==========================  =====================  ====================================================
+condition                   error                  code
+==========================  =====================  ====================================================
+missing parameter           invalid_request        AADSTS900144 (400)
+grant other than client     unsupported_grant_type AADSTS70003 (400)
+credentials
+unknown tenant              invalid_request        AADSTS90002 (400)
+app unknown, or not         unauthorized_client    AADSTS700016 (400)
+consented in the tenant
+no secret and no assertion  invalid_client         AADSTS7000218 (401)
+wrong secret                invalid_client         AADSTS7000215 (401)
+bad assertion               invalid_client         AADSTS700027 signature/key, AADSTS700024 time,
+                                                   AADSTS700021 issuer, AADSTS50027 malformed (401)
+scope without /.default     invalid_scope          AADSTS1002012 (400)
+``{API}/Permission/.default``  invalid_resource    AADSTS500011 (400)
+other resource              invalid_scope          AADSTS70011 (400)
+==========================  =====================  ====================================================
+
+Access tokens are RS256 JWTs signed with a key made at start-up: ``aud`` (``https://manage.office.com``
+by default), ``iss`` (``https://sts.windows.net/{tid}/``), ``iat``/``nbf``/``exp``, ``tid`` (always the
+GUID, even when the URL named a domain), ``roles`` (the app's, omitted when empty, as Entra does),
+``appid``, ``appidacr``, ``oid``/``sub`` (the app's service principal in that tenant), ``idtyp``, ``ver``
+and ``jti``. :attr:`IdentityServer.token_lifetime` (seconds, default 3599) sets ``expires_in`` and ``exp``
+for tokens issued from then on, so tests can see expiry.
+
+:meth:`IdentityServer.token_validator` is the emulator's ``token_validator`` hook. It checks, in order
+(answers are HTTP 401 with a ``WWW-Authenticate: Bearer`` header and an OData error body):
+
+* a well-formed JWT, RS256, signed by this server, within ``nbf``..``exp`` (``clock_skew`` seconds of
+  leeway, 0 by default so tests see expiry at once; real services allow about 5 minutes), and ``aud``
+  the configured audience: else ``InvalidAuthenticationToken`` (the legacy API's body for these cases
+  was never captured; the code is Microsoft Graph's, tests/fixtures/graph_error_401_invalid_token.json);
+* not revoked (:meth:`IdentityServer.revoke`): else ``InvalidAuthenticationToken``;
+* the tenant in the URL, a GUID or a domain, is the token's ``tid``: else ``AF20010`` with the Activity
+  API's text. The status is 401, the choice made here: the real service's status for this case is not
+  documented, and 401 is what Azure Resource Manager answers for a token from the wrong tenant
+  (``InvalidAuthenticationTokenTenant``). A client that refreshes once on 401 then stops;
+* ``roles`` holds ``ServiceHealth.Read``: else ``AF10001`` with the text of tests/fixtures/
+  error_af10001_401.json (HTTP 401, as captured).
+
+It counts: :attr:`IdentityServer.token_requests` (every POST to a token endpoint, by tenant GUID, or by
+the tenant as written in the URL when it is unknown), :attr:`IdentityServer.tokens_issued`,
+:attr:`IdentityServer.rejections` (by reason) and :attr:`IdentityServer.accepted`.
+
+Nothing here logs or echoes a secret, an assertion or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import ssl
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trustme
+from aiohttp import web
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "REQUIRED_ROLE",
+    "DirectoryTenant",
+    "IdentityServer",
+    "IssuedToken",
+    "RegisteredApp",
+    "generate_client_certificate",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUDIENCE = "https://manage.office.com"
+REQUIRED_ROLE = "ServiceHealth.Read"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*", re.I)
+_JSON = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class DirectoryTenant:
+    """A tenant the server knows: its GUID and the domains that also name it in URLs."""
+
+    tenant_id: str
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegisteredApp:
+    """An app registration. ``tenants=None``: consented in every known tenant (a multi-tenant app)."""
+
+    client_id: str
+    secret: str | None = field(default=None, repr=False)
+    roles: tuple[str, ...] = (REQUIRED_ROLE,)
+    tenants: frozenset[str] | None = None
+    certificate_pem: bytes | None = field(default=None, repr=False)
+
+    def consented_in(self, tenant_id: str) -> bool:
+        return self.tenants is None or tenant_id in self.tenants
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """What the server issued (not the token itself): enough to revoke it or count refreshes."""
+
+    jti: str
+    tenant_id: str
+    client_id: str
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class _Certificate:
+    public_key: rsa.RSAPublicKey
+    sha1: str  # base64url thumbprints, as x5t and x5t#S256 carry them
+    sha256: str
+
+
+class _Refused(Exception):
+    """A token request refused with an Entra error."""
+
+    def __init__(self, status: int, error: str, code: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.code = code
+        self.description = description
+
+
+class _Invalid(Exception):
+    """An access token refused by the validator: HTTP status, OData code, message, counter reason."""
+
+    def __init__(self, reason: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+        self.message = message
+
+
+def generate_client_certificate(common_name: str = "servicecomms-async test app") -> bytes:
+    """A self-signed RSA certificate and its private key in one PEM (what ``CertificateCredential``
+    takes as ``certificate_data``). Register it with ``register_app(certificate=pem)``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem + cert.public_bytes(serialization.Encoding.PEM)
+
+
+class IdentityServer:
+    """A Microsoft Entra ID v2.0 token endpoint for tests (see the module docstring for the contract).
+
+    ``token_lifetime`` seconds (an int of 1 or more; change it at any time), ``audience`` (the resource
+    whose ``/.default`` scope is accepted and which goes into ``aud``), ``clock_skew`` seconds of leeway
+    in the validator, ``clock`` (seconds since the epoch) for both.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_lifetime: int = 3599,
+        audience: str = DEFAULT_AUDIENCE,
+        clock_skew: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"host must be a loopback address such as 127.0.0.1, got {host!r}")
+        self.token_lifetime = token_lifetime
+        self.audience = audience.rstrip("/")
+        self.clock_skew = clock_skew
+        self._clock = clock
+        self._host = host
+        self._port = port
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._kid = _b64url(
+            hashlib.sha1(  # a key id, as Entra's x5t: not a security use
+                self._key.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            ).digest()
+        )
+        self._ca = trustme.CA()
+        self._tenants: dict[str, DirectoryTenant] = {}  # by lowercased GUID and domain
+        self._apps: dict[str, RegisteredApp] = {}
+        self._certificates: dict[str, _Certificate] = {}  # by client id
+        self._revoked: set[str] = set()
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._bound_port: int | None = None
+        self.token_requests: Counter[str] = Counter()
+        self.claims_requests: list[str] = []
+        self.issued: list[IssuedToken] = []
+        self.rejections: Counter[str] = Counter()
+        self.accepted = 0
+
+    def __repr__(self) -> str:
+        state = f"authority={self.authority!r}" if self._bound_port is not None else "not started"
+        return (
+            f"IdentityServer({state}, tenants={len(self.tenants)}, apps={len(self._apps)}, "
+            f"token_lifetime={self.token_lifetime})"
+        )
+
+    # -- directory --
+
+    @property
+    def tenants(self) -> list[DirectoryTenant]:
+        return list({t.tenant_id: t for t in self._tenants.values()}.values())
+
+    def add_tenant(
+        self, tenant: str | None = None, *, domains: Iterable[str] = ()
+    ) -> DirectoryTenant:
+        """Register a tenant by GUID (made up when ``None``) or by domain (its GUID is then derived from
+        the domain), with more ``domains`` that name it. Returns the tenant."""
+        names = [d.lower().rstrip(".") for d in domains]
+        if tenant is None:
+            tenant_id = str(uuid.uuid4())
+        elif _GUID.fullmatch(tenant):
+            tenant_id = tenant.lower()
+        elif _DOMAIN.fullmatch(tenant):
+            names.insert(0, tenant.lower().rstrip("."))
+            tenant_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, names[0]))
+        else:
+            raise ValueError(f"tenant must be a GUID or a domain name, got {tenant!r}")
+        for name in names:
+            if not _DOMAIN.fullmatch(name):
+                raise ValueError(f"domains must be DNS names, got {name!r}")
+        existing = self._tenants.get(tenant_id)
+        merged = tuple(dict.fromkeys([*(existing.domains if existing else ()), *names]))
+        record = DirectoryTenant(tenant_id, merged)
+        for name in (tenant_id, *merged):
+            other = self._tenants.get(name)
+            if other is not None and other.tenant_id != tenant_id:
+                raise ValueError(f"{name!r} already names tenant {other.tenant_id}")
+            self._tenants[name] = record
+        return record
+
+    def add_tenants(self, tenants: Iterable[str]) -> list[DirectoryTenant]:
+        """Register each tenant id (GUIDs or domains), e.g. ``idp.add_tenants(emulator.tenant_ids)``."""
+        return [self.add_tenant(t) for t in tenants]
+
+    def resolve_tenant(self, name: str) -> DirectoryTenant | None:
+        """The tenant a URL names, by GUID or domain (case-insensitive), or ``None``."""
+        return self._tenants.get(name.lower().rstrip("."))
+
+    def register_app(
+        self,
+        *,
+        client_id: str | None = None,
+        secret: str | None = None,
+        certificate: bytes | None = None,
+        roles: Iterable[str] = (REQUIRED_ROLE,),
+        tenants: Iterable[str] | None = None,
+    ) -> RegisteredApp:
+        """Register an app that authenticates with ``secret`` and/or ``certificate`` (a PEM holding the
+        certificate; from :func:`generate_client_certificate`). ``roles`` go into its tokens; ``tenants``
+        (GUIDs or domains, registered already) limits where it is consented (default: every tenant)."""
+        if secret is None and certificate is None:
+            raise ValueError("register_app needs a secret, a certificate, or both")
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise ValueError("secret must be a non-empty string")
+        client_id = (client_id or str(uuid.uuid4())).lower()
+        consented: frozenset[str] | None = None
+        if tenants is not None:
+            resolved = []
+            for name in tenants:
+                found = self.resolve_tenant(name)
+                if found is None:
+                    raise ValueError(f"unknown tenant {name!r}: add_tenant() it first")
+                resolved.append(found.tenant_id)
+            consented = frozenset(resolved)
+        if certificate is not None:
+            cert = x509.load_pem_x509_certificate(certificate)
+            public_key = cert.public_key()
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise ValueError(
+                    "certificate must have an RSA key (Entra signs assertions RS256/PS256)"
+                )
+            self._certificates[client_id] = _Certificate(
+                public_key,
+                sha1=_b64url(cert.fingerprint(hashes.SHA1())),  # x5t is SHA-1 by spec
+                sha256=_b64url(cert.fingerprint(hashes.SHA256())),
+            )
+        app = RegisteredApp(
+            client_id=client_id,
+            secret=secret,
+            roles=tuple(roles),
+            tenants=consented,
+            certificate_pem=certificate,
+        )
+        self._apps[client_id] = app
+        return app
+
+    def revoke(
+        self, *, jti: str | None = None, tenant: str | None = None, client_id: str | None = None
+    ) -> int:
+        """Revoke issued tokens matching every given filter (a ``jti``, a tenant GUID or domain, a client
+        id); the validator refuses them from now on. Returns how many were revoked."""
+        if jti is None and tenant is None and client_id is None:
+            raise ValueError("revoke needs jti=, tenant= or client_id=")
+        tenant_id: str | None = None
+        if tenant is not None:
+            found = self.resolve_tenant(tenant)
+            tenant_id = found.tenant_id if found is not None else tenant.lower()
+        count = 0
+        for issued in self.issued:
+            if (
+                (jti is None or issued.jti == jti)
+                and (tenant_id is None or issued.tenant_id == tenant_id)
+                and (client_id is None or issued.client_id == client_id.lower())
+                and issued.jti not in self._revoked
+            ):
+                self._revoked.add(issued.jti)
+                count += 1
+        return count
+
+    def tokens_issued(self, tenant: str | None = None) -> int:
+        """Tokens issued, in all or for one tenant (GUID or domain)."""
+        if tenant is None:
+            return len(self.issued)
+        found = self.resolve_tenant(tenant)
+        tenant_id = found.tenant_id if found is not None else tenant.lower()
+        return sum(1 for issued in self.issued if issued.tenant_id == tenant_id)
+
+    def reset_stats(self) -> None:
+        """Forget the counters (issued tokens and revocations stay)."""
+        self.token_requests.clear()
+        self.claims_requests.clear()
+        self.rejections.clear()
+        self.accepted = 0
+
+    # -- server --
+
+    @property
+    def port(self) -> int:
+        if self._bound_port is None:
+            raise RuntimeError("the identity server is not started")
+        return self._bound_port
+
+    @property
+    def authority(self) -> str:
+        """``https://127.0.0.1:PORT``: pass as ``authority=`` to azure-identity credentials."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_path(self) -> str:
+        """Path of the CA certificate (PEM) that signed the server's: azure-identity's ``connection_verify``."""
+        if self._tmpdir is None:
+            raise RuntimeError("the identity server is not started")
+        return str(Path(self._tmpdir.name) / "identity-ca.pem")
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts this server (for plain aiohttp clients)."""
+        context = ssl.create_default_context()
+        self._ca.configure_trust(context)
+        return context
+
+    def token_endpoint(self, tenant: str) -> str:
+        return f"{self.authority}/{tenant}/oauth2/v2.0/token"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the identity server is already started")
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="servicecomms-identity-")
+        self._ca.cert_pem.write_to_path(str(Path(self._tmpdir.name) / "identity-ca.pem"))
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert("127.0.0.1", "::1", "localhost").configure_cert(server_context)
+        app = web.Application()
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
+        app.router.add_get("/{tenant}/discovery/v2.0/keys", self._keys)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        assert runner.server is not None
+        try:
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(
+                runner.server, self._host, self._port, ssl=server_context
+            )
+        except BaseException:
+            await runner.cleanup()
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+            raise
+        self._runner = runner
+        self._bound_port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        server, runner, tmpdir = self._server, self._runner, self._tmpdir
+        self._server = self._runner = self._tmpdir = None
+        if server is not None:
+            server.close()
+        if runner is not None:
+            await runner.cleanup()
+        if server is not None:
+            await server.wait_closed()
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+    async def __aenter__(self) -> IdentityServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- token endpoint --
+
+    async def _token(self, request: web.Request) -> web.Response:
+        named = request.match_info["tenant"]
+        tenant = self.resolve_tenant(named)
+        self.token_requests[tenant.tenant_id if tenant is not None else named.lower()] += 1
+        try:
+            form = await self._form(request)
+            return self._issue(request, named, tenant, form)
+        except _Refused as refused:
+            log.debug("token request for tenant %s refused: AADSTS%d", named, refused.code)
+            return self._entra_error(refused)
+
+    async def _form(self, request: web.Request) -> Mapping[str, str]:
+        if request.content_type != "application/x-www-form-urlencoded":
+            raise _Refused(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.",
+            )
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    def _issue(
+        self,
+        request: web.Request,
+        named: str,
+        tenant: DirectoryTenant | None,
+        form: Mapping[str, str],
+    ) -> web.Response:
+        for required in ("grant_type", "client_id", "scope"):
+            if not form.get(required):
+                raise _Refused(
+                    400,
+                    "invalid_request",
+                    900144,
+                    f"The request body must contain the following parameter: '{required}'.",
+                )
+        if form["grant_type"] != "client_credentials":
+            raise _Refused(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{form['grant_type'][:64]}'.",
+            )
+        if tenant is None:
+            raise _Refused(
+                400,
+                "invalid_request",
+                90002,
+                f"Tenant '{named[:100]}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+            )
+        client_id = form["client_id"].lower()
+        app = self._apps.get(client_id)
+        if app is None or not app.consented_in(tenant.tenant_id):
+            raise _Refused(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{form['client_id'][:64]}' was not found in the "
+                f"directory '{named[:100]}'. This can happen if the application has not been "
+                "installed by the administrator of the tenant or consented to by any user in the "
+                "tenant. You may have sent your authentication request to the wrong tenant.",
+            )
+        app_auth = self._authenticate(request, app, form)
+        self._check_scope(form["scope"], named)
+        claims = form.get("claims")
+        if claims is not None:
+            try:
+                json.loads(claims)
+            except ValueError:
+                raise _Refused(
+                    400, "invalid_request", 90014, "The required field 'claims' is malformed."
+                ) from None
+            self.claims_requests.append(claims)
+        return self._token_response(tenant, app, app_auth)
+
+    def _authenticate(
+        self, request: web.Request, app: RegisteredApp, form: Mapping[str, str]
+    ) -> str:
+        """Check the client's secret or assertion; return ``appidacr`` ("1" secret, "2" certificate)."""
+        secret = form.get("client_secret")
+        assertion = form.get("client_assertion")
+        if secret:
+            if app.secret is None or not hmac.compare_digest(secret.encode(), app.secret.encode()):
+                raise _Refused(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is "
+                    "the client secret value, not the client secret ID, for a secret added to app "
+                    f"'{app.client_id}'.",
+                )
+            return "1"
+        if assertion:
+            if form.get("client_assertion_type") != JWT_BEARER:
+                raise _Refused(
+                    401,
+                    "invalid_client",
+                    50027,
+                    "JWT token is invalid or malformed: client_assertion_type must be "
+                    f"'{JWT_BEARER}'.",
+                )
+            self._check_assertion(request, app, assertion)
+            return "2"
+        raise _Refused(
+            401,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or "
+            "'client_secret'.",
+        )
+
+    def _check_assertion(self, request: web.Request, app: RegisteredApp, assertion: str) -> None:
+        certificate = self._certificates.get(app.client_id)
+        try:
+            header, claims, signed, signature = _split_jwt(assertion)
+        except ValueError:
+            raise _Refused(
+                401, "invalid_client", 50027, "JWT token is invalid or malformed."
+            ) from None
+        thumbprint = header.get("x5t#S256") or header.get("x5t")
+        if certificate is None or _unpad(thumbprint) not in (
+            _unpad(certificate.sha256),
+            _unpad(certificate.sha1),
+        ):
+            raise _Refused(
+                401,
+                "invalid_client",
+                700027,
+                f"Client assertion failed signature validation. Key was not found for app "
+                f"'{app.client_id}'.",
+            )
+        alg = header.get("alg")
+        try:
+            if alg == "RS256":
+                certificate.public_key.verify(
+                    signature, signed, padding.PKCS1v15(), hashes.SHA256()
+                )
+            elif alg == "PS256":
+                certificate.public_key.verify(
+                    signature,
+                    signed,
+                    padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO),
+                    hashes.SHA256(),
+                )
+            else:
+                raise InvalidSignature
+        except InvalidSignature:
+            raise _Refused(
+                401, "invalid_client", 700027, "Client assertion failed signature validation."
+            ) from None
+        if str(claims.get("iss", "")).lower() != app.client_id:
+            raise _Refused(
+                401,
+                "invalid_client",
+                700021,
+                "Client assertion application identifier doesn't match 'client_id' parameter.",
+            )
+        expected_audience = f"{self.authority}{request.path}"
+        if str(claims.get("aud", "")).rstrip("/") != expected_audience.rstrip("/"):
+            raise _Refused(
+                401,
+                "invalid_client",
+                700027,
+                "Client assertion failed signature validation: the audience is not this token "
+                "endpoint.",
+            )
+        now = self._clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+        if (
+            not isinstance(exp, (int, float))
+            or not isinstance(nbf, (int, float))
+            or now >= exp + self.clock_skew
+            or now + self.clock_skew < nbf
+        ):
+            raise _Refused(
+                401,
+                "invalid_client",
+                700024,
+                "Client assertion is not within its valid time range.",
+            )
+
+    def _check_scope(self, scope: str, named: str) -> None:
+        scopes = scope.split()
+        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            raise _Refused(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope[:200]} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
+        resource = scopes[0].removesuffix("/.default").rstrip("/")
+        if resource == self.audience:
+            return
+        if resource.lower().startswith(self.audience.lower() + "/"):
+            raise _Refused(
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource[:200]} was not found in the tenant named "
+                f"{named[:100]}. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant.",
+            )
+        raise _Refused(
+            400,
+            "invalid_scope",
+            70011,
+            "The provided value for the input parameter 'scope' is not valid. The scope "
+            f"{scopes[0][:200]} is not valid.",
+        )
+
+    def _token_response(
+        self, tenant: DirectoryTenant, app: RegisteredApp, app_auth: str
+    ) -> web.Response:
+        lifetime = int(self.token_lifetime)
+        if lifetime < 1:
+            raise ValueError("token_lifetime must be 1 second or more")
+        now = int(self._clock())
+        jti = uuid.uuid4().hex
+        service_principal = str(uuid.uuid5(uuid.UUID(tenant.tenant_id), app.client_id))
+        claims: dict[str, Any] = {
+            "aud": self.audience,
+            "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "appid": app.client_id,
+            "appidacr": app_auth,
+            "idp": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "idtyp": "app",
+            "oid": service_principal,
+            "sub": service_principal,
+            "tid": tenant.tenant_id,
+            "ver": "1.0",
+            "jti": jti,
+        }
+        if app.roles:
+            claims["roles"] = list(app.roles)
+        access_token = self._sign(claims)
+        self.issued.append(IssuedToken(jti, tenant.tenant_id, app.client_id, now, now + lifetime))
+        log.debug("issued token %s for tenant %s, app %s", jti, tenant.tenant_id, app.client_id)
+        body = {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }
+        return web.Response(
+            body=json.dumps(body).encode(),
+            headers={
+                "Content-Type": _JSON,
+                "Cache-Control": "no-store, no-cache",
+                "Pragma": "no-cache",
+                "x-ms-request-id": str(uuid.uuid4()),
+            },
+        )
+
+    def _entra_error(self, refused: _Refused) -> web.Response:
+        trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
+        moment = datetime.fromtimestamp(self._clock(), timezone.utc)
+        timestamp = moment.strftime("%Y-%m-%d %H:%M:%SZ")
+        description = (
+            f"AADSTS{refused.code}: {refused.description}\r\nTrace ID: {trace_id}\r\n"
+            f"Correlation ID: {correlation_id}\r\nTimestamp: {moment.strftime('%Y-%m-%d %H:%M:%S')}Z"
+        )
+        body = {
+            "error": refused.error,
+            "error_description": description,
+            "error_codes": [refused.code],
+            "timestamp": timestamp,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "error_uri": f"{self.authority}/error?code={refused.code}",
+        }
+        return web.Response(
+            status=refused.status,
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": _JSON, "Cache-Control": "no-store, no-cache"},
+        )
+
+    # -- discovery --
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        named = request.match_info["tenant"]
+        tenant = self.resolve_tenant(named)
+        issuer_tenant = tenant.tenant_id if tenant is not None else "{tenantid}"
+        document = {
+            "token_endpoint": self.token_endpoint(named),
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "jwks_uri": f"{self.authority}/{named}/discovery/v2.0/keys",
+            "issuer": f"{self.authority}/{issuer_tenant}/v2.0",
+            "authorization_endpoint": f"{self.authority}/{named}/oauth2/v2.0/authorize",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "tenant_region_scope": None,
+        }
+        return web.json_response(document)
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        numbers = self._key.public_key().public_numbers()
+        key = {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self._kid,
+            "x5t": self._kid,
+            "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": _b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+        }
+        return web.json_response({"keys": [key]})
+
+    # -- access tokens --
+
+    def _sign(self, claims: Mapping[str, Any]) -> str:
+        header = {"typ": "JWT", "alg": "RS256", "x5t": self._kid, "kid": self._kid}
+        signed = (
+            _b64url(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        )
+        signature = self._key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signed + "." + _b64url(signature)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a token this server signed (signature checked, nothing else)."""
+        header, claims, signed, signature = _split_jwt(token)
+        if header.get("alg") != "RS256" or header.get("kid") != self._kid:
+            raise ValueError("not a token signed by this server")
+        try:
+            self._key.public_key().verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise ValueError("invalid signature") from None
+        return claims
+
+    async def token_validator(self, tenant: str, token: str) -> web.StreamResponse | None:
+        """The emulator's ``token_validator``: ``None`` to accept, else the 401 to send."""
+        try:
+            self._validate(tenant, token)
+        except _Invalid as invalid:
+            self.rejections[invalid.reason] += 1
+            log.debug("API request for tenant %s refused: %s", tenant, invalid.reason)
+            body = {"error": {"code": invalid.code, "message": invalid.message}}
+            return web.Response(
+                status=401,
+                body=json.dumps(body).encode(),
+                headers={
+                    "Content-Type": _JSON,
+                    "WWW-Authenticate": 'Bearer error="invalid_token"',
+                },
+            )
+        self.accepted += 1
+        return None
+
+    def _validate(self, tenant: str, token: str) -> None:
+        def invalid(reason: str, detail: str) -> _Invalid:
+            return _Invalid(
+                reason, "InvalidAuthenticationToken", f"Access token validation failure: {detail}."
+            )
+
+        try:
+            claims = self.decode(token)
+        except ValueError as exc:
+            if "signature" in str(exc) or "signed" in str(exc):
+                raise invalid("signature", "the signature is not valid") from None
+            raise invalid("malformed", "the token is not a well-formed JWT") from None
+        now = self._clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, (int, float)) or now >= exp + self.clock_skew:
+            raise invalid("expired", "Lifetime validation failed, the token is expired")
+        if isinstance(nbf, (int, float)) and now + self.clock_skew < nbf:
+            raise invalid("not_yet_valid", "Lifetime validation failed, the token is not yet valid")
+        if str(claims.get("aud", "")).rstrip("/") != self.audience:
+            raise invalid("audience", "the audience is not valid for this API")
+        if claims.get("jti") in self._revoked:
+            raise invalid("revoked", "the token was revoked")
+        url_tenant = self.resolve_tenant(tenant)
+        tid = str(claims.get("tid", ""))
+        if url_tenant is None or url_tenant.tenant_id != tid:
+            raise _Invalid(
+                "tenant_mismatch",
+                "AF20010",
+                f"The tenant ID passed in the URL ({tenant[:100]}) does not match the tenant ID "
+                f"passed in the access token ({tid}).",
+            )
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or REQUIRED_ROLE not in roles:
+            shown = (
+                ",".join(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ""
+            )
+            raise _Invalid(
+                "missing_role",
+                "AF10001",
+                f"The permission set ({shown}) sent in the request does not include the expected "
+                "permission.",
+            )
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unpad(value: object) -> str:
+    return str(value or "").rstrip("=")
+
+
+def _b64url_decode(text: str) -> bytes:
+    text = text.rstrip("=")  # azure-identity pads its assertions; JWTs should not be padded
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _split_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Header, claims, the signed bytes and the signature of a compact JWS (no check made)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS")
+    try:
+        header = json.loads(_b64url_decode(parts[0]))
+        claims = json.loads(_b64url_decode(parts[1]))
+        signature = _b64url_decode(parts[2])
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a compact JWS") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("not a compact JWS")
+    return header, claims, (parts[0] + "." + parts[1]).encode("ascii"), signature
