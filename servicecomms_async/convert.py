@@ -74,6 +74,9 @@ def parse_datetime(value: str) -> datetime:
     return parsed
 
 
+_fromisoformat = datetime.fromisoformat
+
+
 def _parse_datetime_slow(value: str) -> datetime:
     # Python 3.10's fromisoformat rejects "Z" and 7 fractional digits; the service sends both.
     match = _ISO_RE.fullmatch(value.strip())
@@ -104,11 +107,19 @@ def _parse_datetime_slow(value: str) -> datetime:
 
 
 def _to_datetime(value: Any) -> datetime:
+    # parse_datetime inlined: this runs several times per message, and a call is not free.
     if value.__class__ is not str:
         raise InvalidValue("expected an ISO 8601 date-time string")
     try:
-        return parse_datetime(value)
-    except ValueError as exc:  # out-of-range parts that passed the pattern
+        parsed = _fromisoformat(value)
+    except ValueError:
+        parsed = _parse_datetime_slow(value)
+    tz = parsed.tzinfo
+    if tz is UTC:
+        return parsed
+    try:
+        return parsed.replace(tzinfo=UTC) if tz is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # out of range once moved to UTC
         raise InvalidValue(str(exc)) from None
 
 
@@ -129,8 +140,11 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_str_tuple(value: Any) -> tuple[str, ...]:
-    if value.__class__ is not list or any(item.__class__ is not str for item in value):
+    if value.__class__ is not list:
         raise InvalidValue("expected a list of strings")
+    for item in value:
+        if item.__class__ is not str:
+            raise InvalidValue("expected a list of strings")
     return tuple(value)
 
 
@@ -162,7 +176,12 @@ _FROM_STRING: Mapping[type, Callable[[str], Any]] = {
 
 
 def _is_model(cls: Any) -> bool:
-    return isinstance(cls, type) and attrs.has(cls) and cls.__module__ == models.__name__
+    """A wire model: an attrs class whose fields name their wire keys (legacy or Graph models)."""
+    return (
+        isinstance(cls, type)
+        and attrs.has(cls)
+        and any("wire" in f.metadata for f in attrs.fields(cls))
+    )
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -174,7 +193,15 @@ def _unwrap_optional(tp: Any) -> Any:
 
 
 class _Gen:
-    """Builds the source of one class's structure function."""
+    """Builds the source of one class's structure function.
+
+    The generated function reads each field with one ``dict.get`` (a sentinel only where aliases or a
+    non-null default make "absent" differ from ``null``), converts it inline or with one call, and
+    checks for unknown keys (and aliases) with C-level ``frozenset`` tests, not a count per field. It fills a mutable twin of the
+    frozen class and then gives the object the model's class (see :func:`_slot_builder`), because
+    attrs' frozen ``__init__`` pays an ``object.__setattr__`` call per field, which dominated the
+    cost of a 46-field :class:`~servicecomms_async.models.Message`.
+    """
 
     def __init__(self, cls: type, strict: bool, structure_model: Callable[[type], Any]) -> None:
         self.cls = cls
@@ -190,18 +217,17 @@ class _Gen:
             "_tuple": tuple,
             "_len": len,
         }
-        self.lines: list[str] = []
 
     def const(self, name: str, value: Any) -> str:
         self.globals[name] = value
         return name
 
     def field_value_code(self, index: int, field: attrs.Attribute[Any], target: str) -> list[str]:
-        """Lines that convert ``v`` (present, maybe None) into ``target``; may raise _Invalid."""
+        """Lines that convert ``v`` (present, not None) into ``target``; may raise _Invalid."""
         tp = _unwrap_optional(field.type)
         if tp is str:
             return [
-                f"if v is None or v.__class__ is _str: {target} = v",
+                f"if v.__class__ is _str: {target} = v",
                 "else: raise _Invalid('expected a string')",
             ]
         if tp is Any or tp is object:
@@ -209,16 +235,16 @@ class _Gen:
         origin = typing.get_origin(tp)
         if origin is tuple:
             item_tp = typing.get_args(tp)[0]
-            none_default = f"if v is None: {target} = ()"
             if item_tp is str:
                 conv = self.const(f"_c{index}", _to_str_tuple)
-                return [none_default, f"else: {target} = {conv}(v)"]
-            if _is_model(item_tp):
+            elif _is_model(item_tp):
                 conv = self.const(f"_c{index}", self.nested_list_converter(item_tp))
-                return [none_default, f"else: {target} = {conv}(v)"]
-            conv = self.const(f"_c{index}", _to_raw_tuple)
-            return [none_default, f"else: {target} = {conv}(v)"]
-        if isinstance(tp, type) and issubclass(tp, Enum):
+            else:
+                conv = self.const(f"_c{index}", _to_raw_tuple)
+            return [f"{target} = {conv}(v)"]
+        if _is_model(tp):  # one nested object, e.g. a Graph message's body
+            conv = self.const(f"_c{index}", self.nested_object_converter(tp))
+        elif isinstance(tp, type) and issubclass(tp, Enum):
             conv = self.const(f"_c{index}", _enum_converter(tp))
         elif tp is datetime:
             conv = self.const(f"_c{index}", _to_datetime)
@@ -228,16 +254,37 @@ class _Gen:
             conv = self.const(f"_c{index}", _to_int)
         else:  # pragma: no cover - a model declared a type this module does not know
             raise TypeError(f"{self.cls.__name__}.{field.name}: unsupported type {field.type!r}")
-        return [f"{target} = None if v is None else {conv}(v)"]
+        return [f"{target} = {conv}(v)"]
+
+    @staticmethod
+    def null_value(field: attrs.Attribute[Any]) -> Any:
+        """What a JSON ``null`` becomes: an empty tuple for list fields, else None."""
+        return () if typing.get_origin(_unwrap_optional(field.type)) is tuple else None
+
+    def nested_object_converter(self, cls: type) -> Callable[[Any], Any]:
+        structure_model = self.structure_model
+
+        def convert(value: Any) -> Any:
+            if value.__class__ is not dict:
+                raise InvalidValue(f"expected a {cls.__name__} object")
+            return structure_model(cls)(value)
+
+        return convert
 
     def nested_list_converter(self, item_cls: type) -> Callable[[Any], tuple[Any, ...]]:
         from_string = _FROM_STRING.get(item_cls)
+        # Resolved on first use: a model may (one day) nest itself.
         structure_model = self.structure_model
+        resolved: list[Callable[[dict[str, Any]], Any]] = []
 
         def convert(value: Any) -> tuple[Any, ...]:
             if value.__class__ is not list:
                 raise InvalidValue(f"expected a list of {item_cls.__name__} objects")
-            structure = structure_model(item_cls)
+            if not value:
+                return ()
+            if not resolved:
+                resolved.append(structure_model(item_cls))
+            structure = resolved[0]
             out = []
             for item in value:
                 if item.__class__ is dict:
@@ -252,40 +299,139 @@ class _Gen:
 
     def build(self) -> Callable[[dict[str, Any]], Any]:
         attrs.resolve_types(self.cls)
-        fields = [f for f in attrs.fields(self.cls) if "wire" in f.metadata]
+        all_fields = attrs.fields(self.cls)
+        fields = [f for f in all_fields if "wire" in f.metadata]
         aliases = tuple((f.name, f.metadata["wire"], f.default) for f in fields)
         self.const("_aliases", aliases)
         self.const("_extra_of", _extra_of)
         self.const("_on_invalid", _strict_invalid if self.strict else _lenient_invalid)
-        lines = ["def structure(d):", "    n = 0", "    bad = None"]
-        for index, field in enumerate(fields):
-            names = field.metadata["wire"]
-            target = f"a{index}"
-            lines.append(f"    v = d.get({names[0]!r}, _M)")
-            for alias in names[1:]:
-                lines.append("    if v is _M:")
-                lines.append(f"        v = d.get({alias!r}, _M)")
-            default = self.const(f"_d{index}", field.default)
-            lines.append("    if v is _M:")
-            lines.append(f"        {target} = {default}")
-            lines.append("    else:")
-            lines.append("        n += 1")
-            lines.append("        try:")
-            for code in self.field_value_code(index, field, target):
-                lines.append(f"            {code}")
-            lines.append("        except _Invalid as exc:")
-            lines.append(
-                f"            {target} = {default}; bad = _on_invalid(bad, _cls, d, {index}, v, exc)"
-            )
-        lines.append("    extra = _extra_of(d, _aliases, bad) if n != _len(d) or bad else _E")
         self.const("_E", models.EMPTY_EXTRA)
-        args = ", ".join(f"{f.name}=a{i}" for i, f in enumerate(fields))
-        lines.append(f"    return _cls({args}, extra=extra)")
+        self.const(
+            "_all_known", frozenset(n for f in fields for n in f.metadata["wire"]).issuperset
+        )
+        builder = _slot_builder(self.cls, fields)
+        aliases_only = frozenset(n for f in fields for n in f.metadata["wire"][1:])
+        if aliases_only:
+            # An alias that lost to another name of its field belongs in extra; _extra_of sorts that
+            # out, so the fast path needs only "no alias at all" (the real service never sends one).
+            self.const("_no_alias", aliases_only.isdisjoint)
+        lines = ["def structure(d):", "    bad = None"]
+        if builder is not None:
+            self.const("_new", object.__new__)
+            self.const("_B", builder)
+            lines.append("    o = _new(_B)")
+        for index, field in enumerate(fields):
+            target = f"o.{field.name}" if builder is not None else f"a{index}"
+            lines.extend(f"    {line}" for line in self.field_code(index, field, target))
+        extra = "o.extra" if builder is not None else "extra"
+        no_alias = " and _no_alias(d)" if aliases_only else ""
+        lines.append(f"    if bad is None and _all_known(d){no_alias}: {extra} = _E")
+        lines.append(f"    else: {extra} = _extra_of(d, _aliases, bad)")
+        if builder is not None:
+            lines.append("    o.__class__ = _cls")
+            lines.append("    return o")
+        else:
+            args = ", ".join(f"{f.name}=a{i}" for i, f in enumerate(fields))
+            lines.append(f"    return _cls({args}, extra=extra)")
         source = "\n".join(lines)
         namespace: dict[str, Any] = {}
         exec(compile(source, f"<structure {self.cls.__name__}>", "exec"), self.globals, namespace)
         fn: Callable[[dict[str, Any]], Any] = namespace["structure"]
         return fn
+
+    def field_code(self, index: int, field: attrs.Attribute[Any], target: str) -> list[str]:
+        """Lines that set ``target`` from the wire object ``d`` (default, null, value or invalid)."""
+        names: tuple[str, ...] = field.metadata["wire"]
+        null_value = self.null_value(field)
+        null = "()" if null_value == () else "None"
+        default = "None" if field.default is None else self.const(f"_d{index}", field.default)
+        # When "absent" and "null" give the same value, one plain get() covers both.
+        plain = len(names) == 1 and field.default == null_value
+        if plain:
+            lines = [f"v = d.get({names[0]!r})"]
+            branch = "if"
+        else:
+            lines = [f"v = d.get({names[0]!r}, _M)", *_alias_lookup(names, depth=0)]
+            lines.append(f"if v is _M: {target} = {default}")
+            branch = "elif"
+        invalid = f"{target} = {default}; bad = _on_invalid(bad, _cls, d, {index}, v, exc)"
+        tp = _unwrap_optional(field.type)
+        if tp is str:  # the commonest field: checked inline, no call
+            lines.append(f"{branch} v is None or v.__class__ is _str: {target} = v")
+            lines.append(f"else: exc = _Invalid('expected a string'); {invalid}")
+            return lines
+        if null == "()":  # most lists the service sends are empty: no call for those
+            lines.append(f"{branch} v is None or (v.__class__ is _list and not v): {target} = ()")
+        else:
+            lines.append(f"{branch} v is None: {target} = None")
+        lines.append("else:")
+        convert = self.field_value_code(index, field, target)
+        fast: list[str] = []
+        if tp is datetime:
+            # The service's own form ("...Z") parses in C to an aware UTC datetime; anything else
+            # (an offset, naive, 7 digits before 3.11, not a string) goes through _to_datetime.
+            self.const("_fromiso", _fromisoformat)
+            self.const("_UTC", UTC)
+            fast = [
+                "try: x = _fromiso(v)",
+                "except (TypeError, ValueError): x = None",
+                f"if x is not None and x.tzinfo is _UTC: {target} = x",
+            ]
+        elif isinstance(tp, type) and issubclass(tp, Enum):  # a known member: one C-level lookup
+            known = self.const(f"_k{index}", tp._value2member_map_.get)
+            fast = [
+                f"x = {known}(v) if v.__class__ is _str else None",
+                f"if x is not None: {target} = x",
+            ]
+        slow = ["try:", *(f"    {code}" for code in convert), f"except _Invalid as exc: {invalid}"]
+        if fast:
+            lines.extend(f"    {code}" for code in fast)
+            lines.append("    else:")
+            lines.extend(f"        {code}" for code in slow)
+        else:
+            lines.extend(f"    {code}" for code in slow)
+        return lines
+
+
+def _alias_lookup(names: tuple[str, ...], depth: int) -> list[str]:
+    """After ``v = d.get(names[0], _M)``: when absent, try the next alias, and so on."""
+    rest = names[1:]
+    if not rest:
+        return []
+    pad = "    " * depth
+    lines = [f"{pad}if v is _M:", f"{pad}    v = d.get({rest[0]!r}, _M)"]
+    lines.extend(_alias_lookup(rest, depth + 1))
+    return lines
+
+
+def _slot_builder(cls: type, wire_fields: list[attrs.Attribute[Any]]) -> type | None:
+    """A plain slotted class with ``cls``'s exact layout, or None when that shortcut is not safe.
+
+    The generated code sets every field on an instance of it (ordinary slot stores) and then assigns
+    ``__class__ = cls``, which CPython allows only between identical layouts, and checks. It is used
+    only when the result equals what ``cls(...)`` would build: every attribute is an ``init`` field
+    set by the structure function (the wire fields and ``extra``), with no validator, converter or
+    ``__attrs_post_init__``/``__attrs_pre_init__``.
+    """
+    slots = cls.__dict__.get("__slots__")
+    fields = attrs.fields(cls)
+    if (
+        slots is None
+        or cls.__bases__ != (object,)
+        or "__weakref__" in slots  # CPython refuses __class__ assignment with a __weakref__ slot
+        or {f.name for f in fields} != {f.name for f in wire_fields} | {"extra"}
+        or any(not f.init or f.validator is not None or f.converter is not None for f in fields)
+        or hasattr(cls, "__attrs_post_init__")
+        or hasattr(cls, "__attrs_pre_init__")
+    ):
+        return None
+    builder = type(f"_{cls.__name__}Builder", (), {"__slots__": slots, "__module__": __name__})
+    probe: Any = object.__new__(builder)
+    try:
+        probe.__class__ = cls
+    except TypeError:
+        return None
+    return builder
 
 
 def _matched_wire_name(d: Mapping[str, Any], names: tuple[str, ...]) -> str:

@@ -6,6 +6,9 @@ aliases from the documented ("spec") shape, so both shapes structure into the sa
 does not know are kept, untouched, in ``extra``. See :mod:`servicecomms_async.convert`.
 
 All fields are optional because ``$select`` may leave any of them out; lists default to an empty tuple.
+
+Models have no ``__weakref__`` slot: without it the converter can fill a plain twin of the class and then
+give it the model's class, several times faster than a frozen ``__init__`` (see ``convert._slot_builder``).
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def _extra() -> Any:
     return attrs.field(default=EMPTY_EXTRA, kw_only=True, repr=False, eq=False)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Feature:
     """A feature of a service (``Features[]`` in real traffic; one of ``FeatureNames`` in the spec)."""
 
@@ -117,7 +120,7 @@ class Feature:
     extra: Mapping[str, Any] = _extra()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Service:
     """A service the tenant subscribes to (``/Services``)."""
 
@@ -129,7 +132,7 @@ class Service:
     WIRE_OPERATION: ClassVar[str] = "Services"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class FeatureStatus:
     """The status of one feature of a workload."""
 
@@ -140,7 +143,7 @@ class FeatureStatus:
     extra: Mapping[str, Any] = _extra()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class WorkloadStatus:
     """A workload's status now (``/CurrentStatus``) or on one day (``/HistoricalStatus``)."""
 
@@ -157,7 +160,7 @@ class WorkloadStatus:
     extra: Mapping[str, Any] = _extra()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class MessageHistory:
     """One post in a message's history."""
 
@@ -166,7 +169,7 @@ class MessageHistory:
     extra: Mapping[str, Any] = _extra()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class NameValue:
     """A ``{"Name", "Value"}`` pair, as in ``AdditionalDetails``."""
 
@@ -175,7 +178,7 @@ class NameValue:
     extra: Mapping[str, Any] = _extra()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, weakref_slot=False)
 class Message:
     """An incident, planned maintenance or Message Center post (``/Messages``).
 

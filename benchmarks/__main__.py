@@ -1,0 +1,93 @@
+"""``python -m benchmarks [--quick] [--only NAME ...] [--output PATH]``: run, print and write the results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import fanout, graph, memory, parsing, report, scaling, startup, streaming
+from .measure import Outcome
+from .server import Servers
+from .sizes import FULL, QUICK, TINY, Sizes
+
+# Scan-based benchmarks last: they depend on the newest part of the library.
+BENCHMARKS = ("streaming", "parsing", "startup", "memory", "fanout", "scaling", "graph")
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmarks against a raw aiohttp + orjson floor on the same server.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes: about a minute")
+    size.add_argument("--tiny", action="store_true", help="smoke-test sizes: figures mean nothing")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help=f"run only these: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the markdown report")
+    parser.add_argument("--json", type=Path, help="also write every raw figure as JSON here")
+    return parser
+
+
+async def run_benchmarks(sizes: Sizes, names: Sequence[str]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    with Servers() as servers:
+        for name in names:
+            print(f"running {name} ({sizes.name})...", file=sys.stderr, flush=True)
+            if name == "graph":
+                streamed = next((o for o in outcomes if o.name == "streaming"), None)
+                floor_us = streamed.details["floor_us_per_item"] if streamed else None
+                outcomes.append(graph.run(sizes, floor_us))
+                continue
+            module = {
+                "streaming": streaming,
+                "parsing": parsing,
+                "startup": startup,
+                "memory": memory,
+                "fanout": fanout,
+                "scaling": scaling,
+            }[name]
+            outcomes.append(await module.run(sizes, servers))
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    sizes = QUICK if args.quick else TINY if args.tiny else FULL
+    names = [name for name in BENCHMARKS if args.only is None or name in args.only]
+    started_at, load_before, clock = report.now(), report.load_average(), time.monotonic()
+    outcomes = asyncio.run(run_benchmarks(sizes, names))
+    text = report.render(
+        outcomes,
+        sizes=sizes,
+        command=report.command_line(argv),
+        started_at=started_at,
+        load_before=load_before,
+        load_after=report.load_average(),
+        seconds=time.monotonic() - clock,
+    )
+    args.output.write_text(text, encoding="utf-8")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({o.name: dict(o.details) for o in outcomes}, indent=2, default=str),
+            encoding="utf-8",
+        )
+    print(report.table([row for outcome in outcomes for row in outcome.rows]))
+    print(f"\nwritten to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The floor: raw aiohttp + ``orjson.loads``, fetching exactly the pages the library fetches and doing
+nothing else with them (no models, no validation, no retries). Each function mirrors one in
+:mod:`.library` and takes the same arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import orjson
+
+from .measure import ClientCounters, Timed, clock
+from .server import TOKEN
+
+PAGE_SIZE = 100
+_HEADERS = {"Accept": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+
+def _client(limit: int = 100, counters: ClientCounters | None = None) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0),
+        headers=_HEADERS,
+        trace_configs=[counters.trace_config()] if counters is not None else None,
+    )
+
+
+async def _get(client: aiohttp.ClientSession, url: str) -> object:
+    async with client.get(url) as response:
+        response.raise_for_status()
+        return orjson.loads(await response.read())
+
+
+async def stream_messages(base_url: str, tenant: str, *, max_items: int | None = None) -> Timed:
+    """Every message of ``tenant`` page by page ($top=100, $skip=...), until a short page."""
+    started = clock()
+    count = 0
+    async with _client() as client:
+        endpoint = f"{base_url}/{tenant}/ServiceComms/Messages?$top={PAGE_SIZE}"
+        skip = 0
+        while True:
+            page = await _get(client, f"{endpoint}&$skip={skip}" if skip else endpoint)
+            items = page["value"]  # type: ignore[index]
+            for _ in items:
+                count += 1
+                if count == max_items:
+                    return Timed(clock() - started, count)
+            if len(items) < PAGE_SIZE:
+                break
+            skip += len(items)
+    return Timed(clock() - started, count)
+
+
+async def scan_current_status(
+    base_url: str,
+    tenants: list[str],
+    *,
+    concurrency: int,
+    counters: ClientCounters | None = None,
+) -> Timed:
+    """``/CurrentStatus`` for every tenant, ``concurrency`` requests at a time (a semaphore)."""
+    started = clock()
+    semaphore = asyncio.Semaphore(concurrency)
+    async with _client(limit=concurrency, counters=counters) as client:
+
+        async def one(tenant: str) -> int:
+            async with semaphore:
+                page = await _get(client, f"{base_url}/{tenant}/ServiceComms/CurrentStatus")
+                return sum(1 for _ in page["value"])  # type: ignore[index]
+
+        counts = await asyncio.gather(*(one(tenant) for tenant in tenants))
+    return Timed(clock() - started, sum(counts))
+
+
+async def first_item(base_url: str, tenant: str) -> float:
+    """Seconds from nothing (no pool, no connection) to the first ``/CurrentStatus`` item."""
+    started = clock()
+    async with _client() as client:
+        page = await _get(client, f"{base_url}/{tenant}/ServiceComms/CurrentStatus")
+        next(iter(page["value"]))  # type: ignore[index]
+        return clock() - started

@@ -1,0 +1,139 @@
+"""What every benchmark shares: a result row, alternating best-of runs, and client-side counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Row:
+    """One line of the results table; ``met`` is None where the brief sets no bar."""
+
+    benchmark: str
+    library: str
+    floor: str
+    ratio: float | None
+    bar: str
+    met: bool | None
+    notes: str = ""
+    why_not_met: str = ""  # what stands in the way, shown when ``met`` is False
+
+
+@attrs.frozen
+class Outcome:
+    """What a benchmark returns: its table rows and the raw figures behind them (for tests and JSON)."""
+
+    name: str
+    rows: list[Row]
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Timed:
+    """One run: wall seconds, how many items it produced, and anything else it observed."""
+
+    seconds: float
+    items: int
+    info: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+async def best_of_alternating(
+    repeats: int,
+    library: Callable[[], Awaitable[Timed]],
+    floor: Callable[[], Awaitable[Timed]],
+    *,
+    warm_up: bool = True,
+) -> tuple[Timed, Timed]:
+    """Run library and floor ``repeats`` times each, alternating which goes first; return the fastest
+    run of each. One untimed run of each comes first when ``warm_up`` (server caches, first-use code)."""
+    if warm_up:
+        await floor()
+        await library()
+    best: dict[str, Timed] = {}
+    for repeat in range(repeats):
+        order = (("floor", floor), ("library", library))
+        for name, run in order if repeat % 2 == 0 else reversed(order):
+            result = await run()
+            if name not in best or result.seconds < best[name].seconds:
+                best[name] = result
+    return best["library"], best["floor"]
+
+
+def best_of_alternating_sync(
+    repeats: int, library: Callable[[], Timed], floor: Callable[[], Timed]
+) -> tuple[Timed, Timed]:
+    """:func:`best_of_alternating` for code that does not await (parsing, subprocesses)."""
+    best: dict[str, Timed] = {}
+    for repeat in range(repeats):
+        order = (("floor", floor), ("library", library))
+        for name, run in order if repeat % 2 == 0 else reversed(order):
+            result = run()
+            if name not in best or result.seconds < best[name].seconds:
+                best[name] = result
+    return best["library"], best["floor"]
+
+
+def per_item_us(run: Timed) -> float:
+    return run.seconds / run.items * 1e6 if run.items else float("nan")
+
+
+def ratio(library: float, floor: float) -> float | None:
+    return library / floor if floor > 0 else None
+
+
+class ClientCounters:
+    """Connections opened and requests in flight, seen from the client through an aiohttp TraceConfig.
+
+    The server runs in another process, so its own counters are out of reach; these count what the
+    client's pool did, the same way for the library and the floor.
+    """
+
+    def __init__(self) -> None:
+        self.connections_opened = 0
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+        config.on_connection_create_end.append(self._on_connection_created)
+        config.on_request_start.append(self._on_request_start)
+        config.on_request_end.append(self._on_request_done)
+        config.on_request_exception.append(self._on_request_done)
+        config.freeze()
+        return config
+
+    async def _on_connection_created(self, *_: Any) -> None:
+        self.connections_opened += 1
+
+    async def _on_request_start(self, *_: Any) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    async def _on_request_done(self, *_: Any) -> None:
+        self.in_flight -= 1
+
+
+def attach_counters(session: Any, counters: ClientCounters) -> None:
+    """Trace a ServiceCommsSession's pool with ``counters`` (call after the session is open).
+
+    The library has no public hook for aiohttp trace configs yet, so this reaches into the session's
+    transport; aiohttp reads ``ClientSession.trace_configs`` on every request, so appending works.
+    """
+    client: aiohttp.ClientSession | None = getattr(
+        getattr(session, "_transport", SimpleNamespace()), "_session", None
+    )
+    if client is None:
+        raise RuntimeError("the session has no open aiohttp pool to trace (is it open?)")
+    client.trace_configs.append(counters.trace_config())
+
+
+def clock() -> float:
+    return time.perf_counter()

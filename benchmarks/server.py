@@ -1,0 +1,190 @@
+"""The emulator in its own process, so that serving does not share the client's core.
+
+:class:`EmulatorProcess` starts ``python -m servicecomms_async.emulator --port 0 ...`` on 127.0.0.1,
+reads the base URL it announces, waits until it answers an API request, and stops it (its own process
+only) when closed. :class:`Servers` keeps one process per distinct configuration for a whole run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import attrs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "benchmark-token"  # the emulator accepts any non-empty bearer token
+STARTUP_TIMEOUT = 60.0
+_ANNOUNCEMENT = "listening on "
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """The emulator flags a benchmark needs (the rest keep their defaults; the seed is fixed)."""
+
+    messages_per_tenant: int = 250
+    latency: float = 0.0
+    tenants: int = 1
+
+    def argv(self) -> list[str]:
+        return [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--seed",
+            "1",
+            "--tenants",
+            str(self.tenants),
+            "--messages-per-tenant",
+            str(self.messages_per_tenant),
+            "--latency",
+            repr(self.latency),
+        ]
+
+
+def tenant_ids(count: int) -> list[str]:
+    """``count`` deterministic tenant GUIDs; the emulator serves data for any valid tenant id."""
+    return [
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"servicecomms-benchmark/{n}")) for n in range(count)
+    ]
+
+
+def python_env() -> dict[str, str]:
+    """The environment for child processes: this interpreter's, with the repository importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class EmulatorProcess:
+    """One emulator server process; use as a context manager or call :meth:`start`/:meth:`stop`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.base_url = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "servicecomms_async.emulator", *self.config.argv()],
+            cwd=REPO_ROOT,
+            env=python_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        try:
+            self.base_url = self._read_base_url()
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read_base_url(self) -> str:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        # The first line is printed once the socket is bound: "... listening on http://127.0.0.1:P/api/v1.0".
+        line = self._process.stdout.readline()
+        if _ANNOUNCEMENT not in line:
+            raise RuntimeError(f"the emulator did not start: {line!r}{self._stderr_tail()}")
+        return line.split(_ANNOUNCEMENT, 1)[1].strip()
+
+    def _wait_until_answering(self) -> None:
+        assert self._process is not None
+        url = f"{self.base_url}/{tenant_ids(1)[0]}/ServiceComms/Services"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"the emulator exited with {self._process.returncode}{self._stderr_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    response.read()
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the emulator at {self.base_url} did not answer") from None
+                time.sleep(0.05)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        tail = self._stderr.read()[-2000:]
+        return f"\nemulator stderr:\n{tail}" if tail else ""
+
+    def stop(self) -> None:
+        """Stop this process (terminate, then kill if it lingers); safe to call more than once."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if not self._stderr.closed:
+            self._stderr.close()
+
+    def __enter__(self) -> EmulatorProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Servers:
+    """One emulator process per configuration, started on first use, all stopped on exit."""
+
+    def __init__(self) -> None:
+        self._running: dict[ServerConfig, EmulatorProcess] = {}
+
+    def get(self, config: ServerConfig) -> str:
+        """The base URL of a running emulator with ``config``."""
+        server = self._running.get(config)
+        if server is None:
+            server = EmulatorProcess(config)
+            server.start()
+            self._running[config] = server
+        return server.base_url
+
+    def stop(self, config: ServerConfig) -> None:
+        """Stop the emulator with ``config`` now (a big one need not outlive its benchmark)."""
+        server = self._running.pop(config, None)
+        if server is not None:
+            server.stop()
+
+    def close(self) -> None:
+        for config in list(self._running):
+            self.stop(config)
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
