@@ -9,6 +9,7 @@ from .errors import (
     BadRequestError,
     ConnectError,
     CredentialError,
+    DelegatedPermissionRequiredError,
     EndpointRetiredError,
     ForbiddenError,
     InvalidFieldError,
@@ -25,6 +26,7 @@ from .errors import (
     UnauthorizedError,
     UnexpectedResponseError,
 )
+from .graph import GraphClient
 from .models import (
     Feature,
     FeatureStatus,
@@ -51,10 +53,12 @@ __all__ = [
     "Cloud",
     "ConnectError",
     "CredentialError",
+    "DelegatedPermissionRequiredError",
     "EndpointRetiredError",
     "Feature",
     "FeatureStatus",
     "ForbiddenError",
+    "GraphClient",
     "InvalidFieldError",
     "Limits",
     "Message",

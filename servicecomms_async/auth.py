@@ -143,20 +143,22 @@ class TokenProvider(Protocol):
 
 
 class StaticTokenProvider:
-    """The same bearer token for every tenant (tests, the emulator, callers that manage tokens)."""
+    """Bearer tokens the caller manages: one ``token`` for every tenant, or a ``tenant -> token`` callable
+    (tests, the emulator, callers with their own token store). A 401 is final: nothing can refresh them."""
 
-    def __init__(self, token: str) -> None:
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("token must be a non-empty string")
-        token = token.strip()
-        if token[:7].lower() == "bearer ":
-            raise ValueError("token must be the access token itself, without the 'Bearer ' prefix")
-        if any(c.isspace() for c in token):
-            raise ValueError("token must not contain whitespace")
-        self._token = Secret(token)
+    def __init__(self, token: str | Callable[[str], str]) -> None:
+        if callable(token):
+            self._per_tenant: Callable[[str], str] | None = token
+            self._token: Secret | None = None
+        else:
+            self._per_tenant = None
+            self._token = Secret(_checked_token(token))
 
     async def get_token(self, tenant: str) -> Secret:
-        return self._token
+        if self._token is not None:
+            return self._token
+        assert self._per_tenant is not None
+        return Secret(_checked_token(self._per_tenant(tenant)))
 
     def invalidate(self, tenant: str, token: Secret) -> None:
         """A static token cannot be refreshed; the retry after a 401 will fail the same way."""
@@ -166,6 +168,17 @@ class StaticTokenProvider:
 
     def __repr__(self) -> str:
         return "StaticTokenProvider(token=***)"
+
+
+def _checked_token(token: object) -> str:
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError("token must be a non-empty string")
+    token = token.strip()
+    if token[:7].lower() == "bearer ":
+        raise ValueError("token must be the access token itself, without the 'Bearer ' prefix")
+    if any(c.isspace() for c in token):
+        raise ValueError("token must not contain whitespace")
+    return token
 
 
 class _CachedToken:

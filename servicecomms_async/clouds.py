@@ -29,8 +29,11 @@ What is documented and what is inferred (sources as in api-facts.md):
   is [inferred] from a third-party Management API script that uses it for the 21Vianet ("Gallatin")
   plan; it is unverified.
 
-Microsoft Graph hosts will be added to these records later (the legacy API is retired in the public
-cloud); nothing here assumes there is only one API per cloud.
+Microsoft Graph (the successor API, ``api="graph"`` on the session): ``graph_base_url`` and
+``graph_token_scope`` are the national cloud deployments Microsoft documents for Graph
+(learn.microsoft.com/graph/deployments): ``graph.microsoft.com`` for the public cloud and GCC,
+``graph.microsoft.us`` for GCC High (US Gov L4), ``dod-graph.microsoft.us`` for DoD (US Gov L5) and
+``microsoftgraph.chinacloudapi.cn`` for China (21Vianet).
 """
 
 from __future__ import annotations
@@ -98,10 +101,27 @@ class Cloud:
     base_url: str = attrs.field(validator=_https_url)
     token_scope: str = attrs.field()
     authority: str = attrs.field(validator=_https_url)
+    graph_base_url: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_https_url)
+    )
+    graph_token_scope: str | None = attrs.field(default=None)
 
     @token_scope.validator
     def _check_token_scope(self, _: attrs.Attribute[str], value: str) -> None:
         _default_scope(value)
+
+    @graph_token_scope.validator
+    def _check_graph_token_scope(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None:
+            _default_scope(value)
+
+    def api_root(self, api: str) -> tuple[str, str]:
+        """The base URL and token scope of ``api`` (``"legacy"`` or ``"graph"``) in this cloud."""
+        if api == "legacy":
+            return self.base_url, self.token_scope
+        if self.graph_base_url is None or self.graph_token_scope is None:
+            raise ValueError(f"cloud {self.name!r} has no Microsoft Graph endpoint configured")
+        return self.graph_base_url, self.graph_token_scope
 
     @property
     def resource(self) -> str:
@@ -122,30 +142,40 @@ PUBLIC = Cloud(
     base_url="https://manage.office.com/api/v1.0",
     token_scope="https://manage.office.com/.default",
     authority="https://login.microsoftonline.com",
+    graph_base_url="https://graph.microsoft.com/v1.0",
+    graph_token_scope="https://graph.microsoft.com/.default",
 )
 GCC = Cloud(
     name="gcc",
     base_url="https://manage-gcc.office.com/api/v1.0",
     token_scope="https://manage-gcc.office.com/.default",
     authority="https://login.microsoftonline.com",
+    graph_base_url="https://graph.microsoft.com/v1.0",
+    graph_token_scope="https://graph.microsoft.com/.default",
 )
 GCC_HIGH = Cloud(
     name="gcc-high",
     base_url="https://manage.office365.us/api/v1.0",
     token_scope="https://manage.office365.us/.default",
     authority="https://login.microsoftonline.us",
+    graph_base_url="https://graph.microsoft.us/v1.0",
+    graph_token_scope="https://graph.microsoft.us/.default",
 )
 DOD = Cloud(
     name="dod",
     base_url="https://manage.protection.apps.mil/api/v1.0",
     token_scope="https://manage.protection.apps.mil/.default",
     authority="https://login.microsoftonline.us",
+    graph_base_url="https://dod-graph.microsoft.us/v1.0",
+    graph_token_scope="https://dod-graph.microsoft.us/.default",
 )
 CHINA = Cloud(
     name="china",
     base_url="https://manage.office365.cn/api/v1.0",  # [inferred], see the module docstring
     token_scope="https://manage.office365.cn/.default",
     authority="https://login.chinacloudapi.cn",
+    graph_base_url="https://microsoftgraph.chinacloudapi.cn/v1.0",
+    graph_token_scope="https://microsoftgraph.chinacloudapi.cn/.default",
 )
 
 CLOUDS: dict[str, Cloud] = {cloud.name: cloud for cloud in (PUBLIC, GCC, GCC_HIGH, DOD, CHINA)}

@@ -18,7 +18,8 @@ Every error the library raises on purpose derives from :class:`ServiceCommsError
         ├── BadRequestError          400
         ├── UnauthorizedError        401 (also an AuthenticationError)
         ├── ForbiddenError           403 other than throttling
-        │   └── EndpointRetiredError 403 "Please use MSGraph to access this resource"
+        │   ├── EndpointRetiredError 403 "Please use MSGraph to access this resource"
+        │   └── DelegatedPermissionRequiredError  Graph refused an app-only token for a user's action
         ├── NotFoundError            404
         ├── ThrottledError           429, and 403 with code AF429 (the Management API's throttling answer)
         └── ServerError              5xx
@@ -176,6 +177,27 @@ class ForbiddenError(APIStatusError):
 
 class EndpointRetiredError(ForbiddenError):
     """403 "Please use MSGraph to access this resource": Microsoft retired the legacy endpoint."""
+
+
+class DelegatedPermissionRequiredError(ForbiddenError):
+    """Graph refused an app-only token for an action on a user's own view (mark read, archive, ...)."""
+
+    @classmethod
+    def from_error(
+        cls, error: APIStatusError, explanation: str
+    ) -> DelegatedPermissionRequiredError:
+        made = cls(
+            status=error.status,
+            code=error.code,
+            message=error.message,
+            body_text=error.body_text,
+            request_id=error.request_id,
+            tenant=error.tenant,
+            url=error.url,
+            retry_after=error.retry_after,
+        )
+        made.args = (f"{explanation}: {made.args[0]}",)
+        return made
 
 
 class NotFoundError(APIStatusError):

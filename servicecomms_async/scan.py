@@ -54,7 +54,6 @@ from .query import validate_tenant_id
 
 if TYPE_CHECKING:
     from .session import ServiceCommsSession
-    from .tenant import TenantClient
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -73,8 +72,10 @@ T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 50
 
-Operation = Callable[["TenantClient"], AsyncIterable[T]]
-"""What a scan runs per tenant: takes the tenant's client, returns its items (e.g. a pager)."""
+Operation = Callable[[Any], AsyncIterable[T]]
+"""What a scan runs per tenant: takes the tenant's client (a :class:`~servicecomms_async.tenant.TenantClient`,
+or a :class:`~servicecomms_async.graph.GraphClient` when the session has ``api="graph"``) and returns its
+items (e.g. a pager)."""
 
 
 @attrs.frozen
@@ -359,7 +360,7 @@ class Scan(Generic[T]):
                 outcome: TenantDone | TenantFailed
                 iterator: AsyncIterator[T] | None = None
                 try:
-                    iterator = aiter(self._operation(self._session.tenant(tenant)))
+                    iterator = aiter(self._operation(self._session.client(tenant)))
                     while True:
                         step_started = time.monotonic()
                         try:

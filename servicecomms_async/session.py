@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 from yarl import URL
 
@@ -32,6 +32,7 @@ from .auth import (
 from .clouds import PUBLIC, Cloud, get_cloud
 from .convert import WireConverter, converter, strict_converter
 from .errors import SessionClosedError
+from .graph import GraphClient
 from .paging import DEFAULT_MAX_PAGES
 from .query import validate_tenant_id
 from .retry import RetryPolicy
@@ -43,6 +44,7 @@ DEFAULT_BASE_URL = PUBLIC.base_url
 DEFAULT_SCOPE = PUBLIC.token_scope
 
 T = TypeVar("T")
+Api = Literal["legacy", "graph"]
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -95,7 +97,8 @@ class ServiceCommsSession:
         self,
         credential: Credential | CredentialFactory | None = None,
         *,
-        token: str | None = None,
+        token: str | Callable[[str], str] | None = None,
+        api: Api = "legacy",
         cloud: Cloud | str = PUBLIC,
         base_url: str | URL | None = None,
         scope: str | None = None,
@@ -112,9 +115,13 @@ class ServiceCommsSession:
             raise TypeError("pass exactly one of credential= or token=")
         if token is not None and per_tenant_tokens:
             raise TypeError("per_tenant_tokens applies to credential=, not to a static token=")
+        if api not in ("legacy", "graph"):
+            raise ValueError(f"api must be 'legacy' or 'graph', got {api!r}")
+        self.api: Api = api
         self.cloud = get_cloud(cloud)
-        base_url = self.cloud.base_url if base_url is None else base_url
-        scope = self.cloud.token_scope if scope is None else scope
+        default_base_url, default_scope = self.cloud.api_root(api)
+        base_url = default_base_url if base_url is None else base_url
+        scope = default_scope if scope is None else scope
         self.base_url = validate_base_url(base_url)
         if not isinstance(scope, str) or not scope:
             raise ValueError(
@@ -151,7 +158,8 @@ class ServiceCommsSession:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
-            f"ServiceCommsSession(cloud={self.cloud.name!r}, base_url={str(self.base_url)!r}, "
+            f"ServiceCommsSession(api={self.api!r}, cloud={self.cloud.name!r}, "
+            f"base_url={str(self.base_url)!r}, "
             f"tokens={self.tokens!r}, {state})"
         )
 
@@ -191,7 +199,29 @@ class ServiceCommsSession:
         """A client for one tenant, by tenant GUID or domain name (validated here, before any request)."""
         if self._closed:
             raise SessionClosedError("the session is closed")
+        if self.api != "legacy":
+            raise TypeError(
+                "this session speaks Microsoft Graph (api='graph'): use session.graph(tenant_id)"
+            )
         return TenantClient(self, validate_tenant_id(tenant_id))
+
+    def graph(self, tenant_id: str) -> GraphClient:
+        """A Microsoft Graph service communications client for one tenant (needs ``api="graph"``).
+
+        Graph finds the tenant in the token, not the URL: the tenant id chooses which token is used.
+        """
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+        if self.api != "graph":
+            raise TypeError(
+                "this session speaks the legacy ServiceComms API: create it with "
+                "ServiceCommsSession(..., api='graph') to use session.graph(tenant_id)"
+            )
+        return GraphClient(self, validate_tenant_id(tenant_id))
+
+    def client(self, tenant_id: str) -> TenantClient | GraphClient:
+        """The session's client for one tenant: :meth:`tenant` or :meth:`graph`, by ``api``."""
+        return self.graph(tenant_id) if self.api == "graph" else self.tenant(tenant_id)
 
     def scan(
         self,
@@ -235,10 +265,40 @@ class ServiceCommsSession:
         return self._transport.requests_sent
 
     async def _get_json(
-        self, url: URL, *, tenant: str, retry: RetryPolicy | None, timeout: Timeout | None
+        self,
+        url: URL,
+        *,
+        tenant: str,
+        retry: RetryPolicy | None,
+        timeout: Timeout | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        return await self._request(
+            "GET", url, tenant=tenant, retry=retry, timeout=timeout, headers=headers
+        )
+
+    async def _request(
+        self,
+        method: str,
+        url: URL,
+        *,
+        tenant: str,
+        retry: RetryPolicy | None,
+        timeout: Timeout | None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        raw: bool = False,
     ) -> Response:
         if self._closed:
             raise SessionClosedError("the session was closed while a stream was still open")
-        return await self._transport.get_json(
-            url, tenant=tenant, tokens=self.tokens, retry=retry, timeouts=timeout
+        return await self._transport.request(
+            method,
+            url,
+            tenant=tenant,
+            tokens=self.tokens,
+            retry=retry,
+            timeouts=timeout,
+            headers=headers,
+            json_body=json_body,
+            raw=raw,
         )

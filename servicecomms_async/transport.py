@@ -216,8 +216,35 @@ class Transport:
         tokens: TokenProvider,
         retry: RetryPolicy | None = None,
         timeouts: Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """GET ``url`` and decode its JSON body, retrying what the policy allows.
+        """GET ``url`` and decode its JSON body (see :meth:`request`)."""
+        return await self.request(
+            "GET",
+            url,
+            tenant=tenant,
+            tokens=tokens,
+            retry=retry,
+            timeouts=timeouts,
+            headers=headers,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        *,
+        tenant: str,
+        tokens: TokenProvider,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        raw: bool = False,
+    ) -> Response:
+        """Send ``method url`` (with ``json_body`` as JSON, if given) and return the decoded JSON body,
+        or the body's bytes with ``raw=True``, retrying what the policy allows. Every request the
+        library sends is idempotent (reads, and Graph's viewpoint actions), so each may be retried.
 
         Raises the last attempt's error when the policy stops, and SessionClosedError when the
         transport is closed meanwhile (even in the middle of an attempt or of a wait).
@@ -226,8 +253,8 @@ class Transport:
         with anyio.CancelScope() as scope:
             self._in_progress.add(scope)
             try:
-                return await self._get_json(
-                    url,
+                return await self._request(
+                    _Call(method, url, headers, json_body, raw),
                     tenant=tenant,
                     tokens=tokens,
                     policy=retry or self.retry,
@@ -240,15 +267,16 @@ class Transport:
             f"the session was closed while {_redact(url)} (tenant {tenant}) was in progress"
         )
 
-    async def _get_json(
+    async def _request(
         self,
-        url: URL,
+        call: _Call,
         *,
         tenant: str,
         tokens: TokenProvider,
         policy: RetryPolicy,
         timeouts: Timeout,
     ) -> Response:
+        url = call.url
         started = time.monotonic()
         attempt = 0
         refreshed_after_401 = False
@@ -257,8 +285,8 @@ class Transport:
             remaining = policy.deadline - (time.monotonic() - started)
             token = await tokens.get_token(tenant) if same_origin(url, self.origin) else None
             try:
-                raw = await self._attempt(
-                    url, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
+                answer = await self._attempt(
+                    call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
                 )
             except APIStatusError as exc:
                 if exc.status == 401 and token is not None and not refreshed_after_401:
@@ -288,9 +316,9 @@ class Transport:
                 retry_after = None
             else:
                 try:
-                    return raw.decode(url, tenant, attempt)
+                    return answer.decode(url, tenant, attempt, raw=call.raw)
                 except UnexpectedResponseError as exc:
-                    if not raw.claims_json:
+                    if not answer.claims_json:
                         raise  # e.g. a proxy's HTML login page: asking again brings the same page
                     # A body that says it is JSON but does not parse was most likely cut off in
                     # transit: ask again.
@@ -323,7 +351,7 @@ class Transport:
 
     async def _attempt(
         self,
-        url: URL,
+        call: _Call,
         *,
         tenant: str,
         token: Secret | None,
@@ -331,7 +359,14 @@ class Transport:
         remaining: float,
     ) -> _RawResponse:
         client = self._client()
-        headers = {"Authorization": "Bearer " + token.reveal()} if token is not None else None
+        url = call.url
+        headers = dict(call.headers or {})
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token.reveal()
+        body = None
+        if call.json_body is not None:
+            body = orjson.dumps(call.json_body)
+            headers["Content-Type"] = "application/json"
         cut_by_deadline = math.isfinite(remaining) and (
             timeouts.total is None or remaining < timeouts.total
         )
@@ -340,9 +375,11 @@ class Transport:
         try:
             # Leaving this block releases the connection: back to the pool when the body was read
             # whole, closed otherwise (an error, a timeout or a cancellation mid-body).
-            async with client.get(
+            async with client.request(
+                call.method,
                 url,
                 headers=headers,
+                data=body,
                 allow_redirects=False,  # a redirect must never carry the token anywhere
                 timeout=timeouts.to_aiohttp(remaining=remaining),
             ) as resp:
@@ -420,6 +457,17 @@ class Transport:
 
 
 @attrs.frozen
+class _Call:
+    """One request as the caller asked for it; each attempt sends it again."""
+
+    method: str
+    url: URL
+    headers: Mapping[str, str] | None
+    json_body: Any
+    raw: bool
+
+
+@attrs.frozen
 class _RawResponse:
     """A 2xx answer whose body is not decoded yet (decoding can fail, and that failure is retried)."""
 
@@ -433,7 +481,9 @@ class _RawResponse:
         """Whether the body should be JSON by its Content-Type (or the lack of one)."""
         return not self.content_type or "json" in self.content_type.lower()
 
-    def decode(self, url: URL, tenant: str, attempt: int) -> Response:
+    def decode(self, url: URL, tenant: str, attempt: int, *, raw: bool = False) -> Response:
+        if raw:
+            return Response(self.body, self.status, str(url), self.request_id, attempt)
         try:
             data = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:

@@ -15,7 +15,10 @@ from .config import EmulatorConfig
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m servicecomms_async.emulator",
-        description="Serve a deterministic Office 365 Service Communications API emulator.",
+        description=(
+            "Serve a deterministic Office 365 Service Communications API emulator "
+            "(the legacy routes and Microsoft Graph's /admin/serviceAnnouncement)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free one")

@@ -20,6 +20,16 @@ from aiohttp.typedefs import Handler, Middleware
 from .cache import LRU
 from .config import EmulatorConfig
 from .data import OPERATIONS, DataStore, Json, Operation, TenantDataset, filter_fields, wire_keys
+from .graph import (
+    GRAPH_PREFIX,
+    GraphApi,
+    GraphDataset,
+    GraphTokenValidator,
+    graph_error,
+    graph_http_error,
+    graph_token,
+    is_graph_path,
+)
 from .odata import ODataError, apply_select, parse_filter, parse_select
 
 __all__ = ["Emulator", "RecordedRequest", "TokenValidator", "run_forever"]
@@ -195,6 +205,10 @@ class Emulator:
       and error mapping) and before authentication, so they can inject faults.
     * ``token_validator`` is awaited for every API request that carries a non-empty
       bearer token, before the tenant id is validated; a returned response is sent as is.
+    * Microsoft Graph's service communications routes are served under
+      :attr:`graph_base_url` from the same data (see :mod:`.graph`); the tenant comes from
+      the token: :meth:`graph_token`, or ``graph_token_validator`` (awaited as
+      ``(token, permission)``) when given. Graph requests count in the statistics too.
     """
 
     def __init__(
@@ -205,6 +219,7 @@ class Emulator:
         port: int = 0,
         middlewares: Sequence[Middleware] = (),
         token_validator: TokenValidator | None = None,
+        graph_token_validator: GraphTokenValidator | None = None,
         record_requests: bool = True,
     ) -> None:
         self.config = config if config is not None else EmulatorConfig()
@@ -214,6 +229,9 @@ class Emulator:
         self._token_validator = token_validator
         self._record = record_requests
         self._store = DataStore(self.config)
+        self._graph = GraphApi(
+            self.config, self._store, lambda: self.graph_base_url, graph_token_validator
+        )
         self._bytes: LRU[tuple[str, str, bool], bytes] = LRU(100_000, _BYTES_CACHE_LIMIT, weigh=len)
         self._jitter = random.Random(self.config.seed)
         self._tenant_ids: list[str] | None = None
@@ -241,6 +259,14 @@ class Emulator:
         return f"http://{host}:{self.port}{API_PREFIX}"
 
     @property
+    def graph_base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1.0``; clients append ``/admin/serviceAnnouncement/...``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}{GRAPH_PREFIX}"
+
+    graph_token = staticmethod(graph_token)
+
+    @property
     def tenant_ids(self) -> list[str]:
         """``config.tenants`` deterministic GUIDs; ``degraded_ratio`` of them degraded."""
         if self._tenant_ids is None:
@@ -250,6 +276,10 @@ class Emulator:
     def dataset(self, tenant: str) -> TenantDataset:
         """The wire dicts served for ``tenant`` (materialises every message: O(N))."""
         return self._store.dataset(tenant)
+
+    def graph_dataset(self, tenant: str) -> GraphDataset:
+        """The Graph wire dicts served for ``tenant`` (application view; O(N) like :meth:`dataset`)."""
+        return self._graph.dataset(tenant)
 
     def reset_stats(self) -> None:
         """Forget recorded requests and counters (``max_in_flight`` restarts from now)."""
@@ -322,7 +352,8 @@ class Emulator:
 
         @web.middleware
         async def stats(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if not request.path.startswith("/api/"):
+            graph = is_graph_path(request.path)
+            if not (graph or request.path.startswith("/api/")):
                 return await handler(request)
             started = time.perf_counter()
             self.in_flight += 1
@@ -338,7 +369,10 @@ class Emulator:
             finally:
                 self.in_flight -= 1
             response.headers["OData-Version"] = "4.0"
-            response.headers["X-Activity-Id"] = str(uuid.uuid4())
+            if graph:  # Graph's request id is its own header (and in its error bodies)
+                response.headers.setdefault("request-id", str(uuid.uuid4()))
+            else:
+                response.headers["X-Activity-Id"] = str(uuid.uuid4())
             response.headers["X-Time-Taken"] = str(round((time.perf_counter() - started) * 1000))
             return response
 
@@ -349,6 +383,8 @@ class Emulator:
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
+                if is_graph_path(request.path):
+                    return graph_http_error(request, exc)
                 if exc.status == 404:
                     return _error(404, "NotFound", "No resource matches the request URI.")
                 if exc.status == 405:
@@ -363,10 +399,15 @@ class Emulator:
                 raise
             except Exception:
                 log.exception("emulator handler failed")
+                if is_graph_path(request.path):
+                    return graph_error(
+                        500, "generalException", "An internal error occurred.", request=request
+                    )
                 return _error(500, "AF50000", "An internal error occurred.  Retry the request.")
 
         app = web.Application(middlewares=[record, stats, errors, *self._user_middlewares])
         app.router.add_route("GET", API_PREFIX + "/{tenant}/ServiceComms/{operation}", self._handle)
+        self._graph.add_routes(app.router)
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -489,5 +530,9 @@ async def run_forever(
         )
         for tenant in emulator.tenant_ids[:show_tenants]:
             say(f"  {emulator.base_url}/{tenant}/ServiceComms/CurrentStatus")
+        say(
+            f"Microsoft Graph routes on {emulator.graph_base_url}/admin/serviceAnnouncement/ "
+            "(bearer token: emulator-app.<tenant> or emulator-user.<tenant>)"
+        )
         say("Any non-empty bearer token is accepted. Press Ctrl-C to stop.")
         await asyncio.Event().wait()

@@ -9,7 +9,9 @@
     print(faults.injected)  # Counter({Fault.THROTTLE_429: 31, Fault.STALL: 27, ...})
 
 Only API requests are touched (paths with a ``/ServiceComms/`` segment, or Microsoft Graph's
-``/admin/serviceAnnouncement/``); anything else, such as a token endpoint, passes through.
+``/admin/serviceAnnouncement/``); anything else, such as a token endpoint, passes through. On Graph
+paths the error bodies are Graph's (``{"error": {"code", "message", "innerError"}}``, and 429 for
+``THROTTLE_AF429`` too, since Graph never throttles with 403); transport faults are the same.
 
 Contract:
 
@@ -42,7 +44,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 
+import orjson
 from aiohttp import web
+
+from .graph import graph_error, is_graph_path
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -255,6 +260,18 @@ class FaultInjector:
             return web.Response(status=204)
         status, content_type, body = _CANNED[fault]
         headers["Content-Type"] = content_type
+        graph = _GRAPH_CANNED.get(fault) if is_graph_path(request.path) else None
+        if graph is not None:
+            # Graph answers in its own error shape, with a request id that matches its header.
+            status, code, message = graph
+            response = graph_error(status, code, message, request=request)
+            body = response.body if isinstance(response.body, bytes) else body
+            headers.update(response.headers)
+            if status == 429:
+                # The captured body's extra innerError fields, with this response's id and date.
+                captured = orjson.loads(_GRAPH_429)
+                captured["error"]["innerError"].update(orjson.loads(body)["error"]["innerError"])
+                body = orjson.dumps(captured)
         if (
             fault in (Fault.THROTTLE_429, Fault.THROTTLE_AF429)
             and self.plan.retry_after is not None
@@ -377,6 +394,27 @@ _AF20002 = (
     b'value of the wrong type."}}'
 )
 _JSON = "application/json; charset=utf-8"
+# Microsoft Graph paths: (status, code, message) in Graph's error shape. Graph throttles only with 429
+# (the captured body above), so the legacy 403 AF429 fault becomes that too; the plain-text 500 stays
+# text, as a gateway in front of any service can send.
+_GRAPH_CANNED: Mapping[Fault, tuple[int, str, str]] = {
+    Fault.THROTTLE_429: (429, "TooManyRequests", "Please retry again later."),
+    Fault.THROTTLE_AF429: (429, "TooManyRequests", "Please retry again later."),
+    Fault.SERVER_ERROR: (500, "generalException", "An unspecified error has occurred."),
+    Fault.UNAVAILABLE: (503, "serviceNotAvailable", "The service is temporarily unavailable."),
+    Fault.UNAUTHORIZED: (
+        401,
+        "InvalidAuthenticationToken",
+        "Access token has expired or is not yet valid.",
+    ),
+    Fault.FORBIDDEN: (
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    ),
+    Fault.NOT_FOUND: (404, "NotFound", "The requested resource does not exist."),
+    Fault.BAD_REQUEST: (400, "BadRequest", "Invalid request."),
+}
 _CANNED: Mapping[Fault, tuple[int, str, bytes]] = {
     Fault.THROTTLE_429: (429, _JSON, _GRAPH_429),
     Fault.THROTTLE_AF429: (403, _JSON, _AF429),

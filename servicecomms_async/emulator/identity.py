@@ -67,6 +67,26 @@ for tokens issued from then on, so tests can see expiry.
 * ``roles`` holds ``ServiceHealth.Read``: else ``AF10001`` with the text of tests/fixtures/
   error_af10001_401.json (HTTP 401, as captured).
 
+Microsoft Graph. A scope of ``https://graph.microsoft.com/.default`` (or
+``00000003-0000-0000-c000-000000000000/.default``, Graph's application id) gets a token with that ``aud``
+and the app's ``graph_roles`` (``ServiceHealth.Read.All`` and ``ServiceMessage.Read.All`` unless
+registered otherwise); ``https://graph.microsoft.com/{Permission}/.default`` is ``invalid_resource``. The
+legacy audience and roles are unchanged. Client credentials only give application tokens, so
+:meth:`IdentityServer.issue_graph_token` mints a token directly, delegated (``scp``, a user ``oid``) or
+not, for tests. :meth:`IdentityServer.graph_token_validator` is the emulator's ``graph_token_validator``
+hook, awaited with the token and the permission the route needs; it answers in Graph's error shape:
+
+* a well-formed JWT signed by this server, within its lifetime, ``aud`` one of Graph's, not revoked: else
+  401 ``InvalidAuthenticationToken`` (a legacy ``https://manage.office.com`` token is refused here, as a
+  Graph token is by :meth:`IdentityServer.token_validator`);
+* delegated (``scp`` present): the permission is one of the space-separated ``scp`` scopes; application:
+  the permission is in ``roles``, except ``ServiceMessageViewpoint.Write``, which exists only as a
+  delegated permission: the token is accepted as an application caller and the emulator answers 403.
+  Else 403 ``Authorization_RequestDenied``.
+
+It accepts with ``GraphCaller(tid, delegated, user)``, where ``user`` is the token's ``oid`` for a
+delegated token, so a user's viewpoint state survives a token refresh.
+
 It counts: :attr:`IdentityServer.token_requests` (every POST to a token endpoint, by tenant GUID, or by
 the tenant as written in the URL when it is unknown), :attr:`IdentityServer.tokens_issued`,
 :attr:`IdentityServer.rejections` (by reason) and :attr:`IdentityServer.accepted`.
@@ -103,8 +123,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from .graph import (
+    GRAPH_AUDIENCES,
+    SERVICE_HEALTH_READ,
+    SERVICE_MESSAGE_READ,
+    SERVICE_MESSAGE_VIEWPOINT_WRITE,
+    GraphCaller,
+    graph_error,
+)
+
 __all__ = [
     "DEFAULT_AUDIENCE",
+    "GRAPH_DELEGATED_SCOPES",
+    "GRAPH_ROLES",
     "REQUIRED_ROLE",
     "DirectoryTenant",
     "IdentityServer",
@@ -117,6 +148,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AUDIENCE = "https://manage.office.com"
 REQUIRED_ROLE = "ServiceHealth.Read"
+GRAPH_ROLES: tuple[str, ...] = (SERVICE_HEALTH_READ, SERVICE_MESSAGE_READ)
+GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (*GRAPH_ROLES, SERVICE_MESSAGE_VIEWPOINT_WRITE)
+# Permissions Graph defines for delegated use only: an application token cannot hold them.
+_DELEGATED_ONLY = frozenset({SERVICE_MESSAGE_VIEWPOINT_WRITE})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*", re.I)
@@ -133,13 +168,15 @@ class DirectoryTenant:
 
 @dataclass(frozen=True)
 class RegisteredApp:
-    """An app registration. ``tenants=None``: consented in every known tenant (a multi-tenant app)."""
+    """An app registration. ``tenants=None``: consented in every known tenant (a multi-tenant app).
+    ``roles`` go into its legacy-audience tokens, ``graph_roles`` into its Graph tokens."""
 
     client_id: str
     secret: str | None = field(default=None, repr=False)
     roles: tuple[str, ...] = (REQUIRED_ROLE,)
     tenants: frozenset[str] | None = None
     certificate_pem: bytes | None = field(default=None, repr=False)
+    graph_roles: tuple[str, ...] = GRAPH_ROLES
 
     def consented_in(self, tenant_id: str) -> bool:
         return self.tenants is None or tenant_id in self.tenants
@@ -177,11 +214,12 @@ class _Refused(Exception):
 class _Invalid(Exception):
     """An access token refused by the validator: HTTP status, OData code, message, counter reason."""
 
-    def __init__(self, reason: str, code: str, message: str) -> None:
+    def __init__(self, reason: str, code: str, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.reason = reason
         self.code = code
         self.message = message
+        self.status = status
 
 
 def generate_client_certificate(common_name: str = "servicecomms-async test app") -> bytes:
@@ -314,10 +352,12 @@ class IdentityServer:
         certificate: bytes | None = None,
         roles: Iterable[str] = (REQUIRED_ROLE,),
         tenants: Iterable[str] | None = None,
+        graph_roles: Iterable[str] = GRAPH_ROLES,
     ) -> RegisteredApp:
         """Register an app that authenticates with ``secret`` and/or ``certificate`` (a PEM holding the
-        certificate; from :func:`generate_client_certificate`). ``roles`` go into its tokens; ``tenants``
-        (GUIDs or domains, registered already) limits where it is consented (default: every tenant)."""
+        certificate; from :func:`generate_client_certificate`). ``roles`` go into its tokens for the
+        legacy API, ``graph_roles`` into its Microsoft Graph tokens; ``tenants`` (GUIDs or domains,
+        registered already) limits where it is consented (default: every tenant)."""
         if secret is None and certificate is None:
             raise ValueError("register_app needs a secret, a certificate, or both")
         if secret is not None and (not isinstance(secret, str) or not secret):
@@ -350,6 +390,7 @@ class IdentityServer:
             roles=tuple(roles),
             tenants=consented,
             certificate_pem=certificate,
+            graph_roles=tuple(graph_roles),
         )
         self._apps[client_id] = app
         return app
@@ -540,7 +581,7 @@ class IdentityServer:
                 "tenant. You may have sent your authentication request to the wrong tenant.",
             )
         app_auth = self._authenticate(request, app, form)
-        self._check_scope(form["scope"], named)
+        audience = self._check_scope(form["scope"], named)
         claims = form.get("claims")
         if claims is not None:
             try:
@@ -550,7 +591,7 @@ class IdentityServer:
                     400, "invalid_request", 90014, "The required field 'claims' is malformed."
                 ) from None
             self.claims_requests.append(claims)
-        return self._token_response(tenant, app, app_auth)
+        return self._token_response(tenant, app, app_auth, audience)
 
     def _authenticate(
         self, request: web.Request, app: RegisteredApp, form: Mapping[str, str]
@@ -658,7 +699,8 @@ class IdentityServer:
                 "Client assertion is not within its valid time range.",
             )
 
-    def _check_scope(self, scope: str, named: str) -> None:
+    def _check_scope(self, scope: str, named: str) -> str:
+        """The audience the scope asks for (the legacy API's or Graph's), or an Entra refusal."""
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             raise _Refused(
@@ -671,8 +713,13 @@ class IdentityServer:
             )
         resource = scopes[0].removesuffix("/.default").rstrip("/")
         if resource == self.audience:
-            return
-        if resource.lower().startswith(self.audience.lower() + "/"):
+            return resource
+        if resource.lower() in GRAPH_AUDIENCES:
+            return resource.lower()
+        if any(
+            resource.lower().startswith(api.lower() + "/")
+            for api in (self.audience, *GRAPH_AUDIENCES)
+        ):
             raise _Refused(
                 400,
                 "invalid_resource",
@@ -690,7 +737,7 @@ class IdentityServer:
         )
 
     def _token_response(
-        self, tenant: DirectoryTenant, app: RegisteredApp, app_auth: str
+        self, tenant: DirectoryTenant, app: RegisteredApp, app_auth: str, audience: str
     ) -> web.Response:
         lifetime = int(self.token_lifetime)
         if lifetime < 1:
@@ -699,7 +746,7 @@ class IdentityServer:
         jti = uuid.uuid4().hex
         service_principal = str(uuid.uuid5(uuid.UUID(tenant.tenant_id), app.client_id))
         claims: dict[str, Any] = {
-            "aud": self.audience,
+            "aud": audience,
             "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
             "iat": now,
             "nbf": now,
@@ -714,8 +761,9 @@ class IdentityServer:
             "ver": "1.0",
             "jti": jti,
         }
-        if app.roles:
-            claims["roles"] = list(app.roles)
+        roles = app.roles if audience == self.audience else app.graph_roles
+        if roles:
+            claims["roles"] = list(roles)
         access_token = self._sign(claims)
         self.issued.append(IssuedToken(jti, tenant.tenant_id, app.client_id, now, now + lifetime))
         log.debug("issued token %s for tenant %s, app %s", jti, tenant.tenant_id, app.client_id)
@@ -834,27 +882,7 @@ class IdentityServer:
         return None
 
     def _validate(self, tenant: str, token: str) -> None:
-        def invalid(reason: str, detail: str) -> _Invalid:
-            return _Invalid(
-                reason, "InvalidAuthenticationToken", f"Access token validation failure: {detail}."
-            )
-
-        try:
-            claims = self.decode(token)
-        except ValueError as exc:
-            if "signature" in str(exc) or "signed" in str(exc):
-                raise invalid("signature", "the signature is not valid") from None
-            raise invalid("malformed", "the token is not a well-formed JWT") from None
-        now = self._clock()
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, (int, float)) or now >= exp + self.clock_skew:
-            raise invalid("expired", "Lifetime validation failed, the token is expired")
-        if isinstance(nbf, (int, float)) and now + self.clock_skew < nbf:
-            raise invalid("not_yet_valid", "Lifetime validation failed, the token is not yet valid")
-        if str(claims.get("aud", "")).rstrip("/") != self.audience:
-            raise invalid("audience", "the audience is not valid for this API")
-        if claims.get("jti") in self._revoked:
-            raise invalid("revoked", "the token was revoked")
+        claims = self._valid_claims(token, (self.audience,))
         url_tenant = self.resolve_tenant(tenant)
         tid = str(claims.get("tid", ""))
         if url_tenant is None or url_tenant.tenant_id != tid:
@@ -875,6 +903,139 @@ class IdentityServer:
                 f"The permission set ({shown}) sent in the request does not include the expected "
                 "permission.",
             )
+
+    def _valid_claims(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any]:
+        """The claims of a token signed here, in its lifetime, for one of ``audiences``, not revoked."""
+
+        def invalid(reason: str, detail: str) -> _Invalid:
+            return _Invalid(
+                reason, "InvalidAuthenticationToken", f"Access token validation failure: {detail}."
+            )
+
+        try:
+            claims = self.decode(token)
+        except ValueError as exc:
+            if "signature" in str(exc) or "signed" in str(exc):
+                raise invalid("signature", "the signature is not valid") from None
+            raise invalid("malformed", "the token is not a well-formed JWT") from None
+        now = self._clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, (int, float)) or now >= exp + self.clock_skew:
+            raise invalid("expired", "Lifetime validation failed, the token is expired")
+        if isinstance(nbf, (int, float)) and now + self.clock_skew < nbf:
+            raise invalid("not_yet_valid", "Lifetime validation failed, the token is not yet valid")
+        if str(claims.get("aud", "")).rstrip("/") not in audiences:
+            raise invalid("audience", "the audience is not valid for this API")
+        if claims.get("jti") in self._revoked:
+            raise invalid("revoked", "the token was revoked")
+        return claims
+
+    # -- Microsoft Graph --
+
+    def issue_graph_token(
+        self,
+        tenant: str,
+        *,
+        delegated: bool = False,
+        permissions: Iterable[str] | None = None,
+        user: str = "admin",
+        client_id: str | None = None,
+    ) -> str:
+        """Mint a Microsoft Graph access token for ``tenant`` (a registered GUID or domain) directly,
+        as Entra would issue it: ``delegated`` gives a user token with ``scp`` (default
+        :data:`GRAPH_DELEGATED_SCOPES`) and the ``oid`` of ``user``; otherwise an application token
+        with ``roles`` (default :data:`GRAPH_ROLES`). Lifetime: :attr:`token_lifetime`."""
+        found = self.resolve_tenant(tenant)
+        if found is None:
+            raise ValueError(f"unknown tenant {tenant!r}: add_tenant() it first")
+        if not isinstance(user, str) or not user:
+            raise ValueError("user must be a non-empty string")
+        granted = list(
+            permissions
+            if permissions is not None
+            else (GRAPH_DELEGATED_SCOPES if delegated else GRAPH_ROLES)
+        )
+        lifetime = int(self.token_lifetime)
+        if lifetime < 1:
+            raise ValueError("token_lifetime must be 1 second or more")
+        client = (client_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-graph-client"))).lower()
+        tenant_uuid = uuid.UUID(found.tenant_id)
+        principal = str(uuid.uuid5(tenant_uuid, f"user:{user}" if delegated else client))
+        now = int(self._clock())
+        jti = uuid.uuid4().hex
+        claims: dict[str, Any] = {
+            "aud": GRAPH_AUDIENCES[0],
+            "iss": f"https://sts.windows.net/{found.tenant_id}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "appid": client,
+            "appidacr": "1",
+            "idtyp": "user" if delegated else "app",
+            "oid": principal,
+            "sub": principal,
+            "tid": found.tenant_id,
+            "ver": "1.0",
+            "jti": jti,
+        }
+        if delegated:
+            claims["scp"] = " ".join(granted)
+            claims["name"] = user
+        elif granted:
+            claims["roles"] = granted
+        self.issued.append(IssuedToken(jti, found.tenant_id, client, now, now + lifetime))
+        return self._sign(claims)
+
+    async def graph_token_validator(
+        self, token: str, permission: str
+    ) -> GraphCaller | web.StreamResponse:
+        """The emulator's ``graph_token_validator``: the caller to accept, else the Graph error to send."""
+        try:
+            caller = self._validate_graph(token, permission)
+        except _Invalid as invalid:
+            self.rejections[invalid.reason] += 1
+            log.debug("Graph request refused: %s", invalid.reason)
+            challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            return graph_error(
+                invalid.status,
+                invalid.code,
+                invalid.message,
+                headers=challenge if invalid.status == 401 else None,
+            )
+        self.accepted += 1
+        return caller
+
+    def _validate_graph(self, token: str, permission: str) -> GraphCaller:
+        claims = self._valid_claims(token, GRAPH_AUDIENCES)
+        tid = str(claims.get("tid", ""))
+        if self.resolve_tenant(tid) is None:
+            raise _Invalid(
+                "unknown_tenant",
+                "InvalidAuthenticationToken",
+                "Access token validation failure: the token's tenant is unknown.",
+            )
+        scp = claims.get("scp")
+        delegated = isinstance(scp, str)
+        if delegated:
+            assert isinstance(scp, str)
+            granted = scp.split()
+        else:
+            roles = claims.get("roles") or []
+            granted = [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
+            if permission in _DELEGATED_ONLY:
+                # Let the route say why an application cannot do this (403, delegated only).
+                return GraphCaller(tid, False, None)
+        if permission not in granted:
+            kind = "delegated" if delegated else "application"
+            raise _Invalid(
+                "missing_role",
+                "Authorization_RequestDenied",
+                f"Insufficient privileges to complete the operation: the {kind} token lacks "
+                f"{permission}.",
+                status=403,
+            )
+        user = str(claims.get("oid", "")) if delegated else None
+        return GraphCaller(tid, delegated, user or None)
 
 
 def _b64url(data: bytes) -> str:

@@ -5,17 +5,22 @@ Grammar (whitespace-separated, keywords and operators lower case as OData requir
     expr       := or_expr
     or_expr    := and_expr ("or" and_expr)*
     and_expr   := unary ("and" unary)*
-    unary      := "not" unary | "(" expr ")" | comparison
+    unary      := "not" unary | "(" expr ")" | comparison | lambda
     comparison := FIELD OP literal
+    lambda     := COLLECTION "/" ("any" | "all") "(" [VAR ":" expr] ")"
     OP         := eq | ne | gt | ge | lt | le
     literal    := 'string' ('' escapes a quote) | datetime | [-]integer
                 | true | false | null | datetime'...'
 
-Field names are resolved case-insensitively against the operation's wire fields.
+Field names are resolved case-insensitively against the operation's wire fields. Inside a
+lambda (``services/any(s:s eq 'Exchange Online')``) the expression may only use its range
+variable, which stands for one string element of the collection; ``any()`` without an
+argument is true for a non-empty collection. Lambdas do not nest.
 
 Evaluation contract (rows are ``Mapping[str, object]`` of *typed* values: datetime
 fields hold ``int`` microseconds since the Unix epoch, or None):
 
+* ``collection`` fields hold a sequence of strings (or None, taken as empty);
 * a comparison against a null field value is false, except ``eq null``;
 * ``ne null`` is true for any non-null value;
 * strings compare case-insensitively (``casefold``), for ordering too;
@@ -31,11 +36,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-FieldKind = Literal["string", "datetime", "int", "bool"]
+FieldKind = Literal["string", "datetime", "int", "bool", "collection"]
 Row = Mapping[str, object]
 Predicate = Callable[[Row], bool]
 
 _OPS = ("eq", "ne", "gt", "ge", "lt", "le")
+_KEYWORDS = frozenset({*_OPS, "and", "or", "not"})
+# The key a lambda's range variable is bound to in the element rows its body is evaluated on.
+_ELEMENT = "$element"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -91,7 +99,7 @@ def parse_datetime_us(text: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: Literal["(", ")", "str", "dt", "int", "word", "end"]
+    kind: Literal["(", ")", "/", ":", "str", "dt", "int", "word", "end"]
     text: str
     pos: int
     value: object = None
@@ -131,7 +139,8 @@ def tokenize(text: str) -> list[_Token]:
         c = text[i]
         if c.isspace():
             i += 1
-        elif c in "()":
+        elif c in "()/:":
+            # "/" and ":" only occur in lambdas (datetimes and strings are read whole below).
             tokens.append(_Token(c, c, i))  # type: ignore[arg-type]
             i += 1
         elif c == "'":
@@ -187,6 +196,8 @@ class _Parser:
         self.by_lower = {name.lower(): name for name in fields}
         for alias, target in aliases.items():
             self.by_lower[alias.lower()] = target
+        # Inside a lambda body: the range variable's name; None elsewhere.
+        self.range_variable: str | None = None
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -245,14 +256,78 @@ class _Parser:
 
     def comparison(self) -> Predicate:
         tok = self.take()
-        if tok.kind != "word" or tok.text in _OPS or tok.text in ("and", "or", "not"):
+        if tok.kind != "word" or tok.text in _KEYWORDS:
             raise ODataError(f"Invalid $filter: expected a property name, found {_describe(tok)}.")
+        if self.range_variable is not None:
+            if tok.text != self.range_variable:
+                raise ODataError(
+                    f"Invalid $filter: {tok.text!r} at position {tok.pos} cannot be used inside a "
+                    f"lambda; compare the range variable {self.range_variable!r} instead."
+                )
+            return self.operator_and_literal(tok, _ELEMENT, "string", label=tok.text)
         field = self.by_lower.get(tok.text.lower())
         if field is None:
             raise ODataError(
                 f"Invalid $filter: {tok.text!r} is not a property that can be filtered on. "
                 f"Valid properties: {', '.join(sorted(self.fields))}."
             )
+        kind = self.fields[field]
+        if self.peek().kind == "/":
+            if kind != "collection":
+                raise ODataError(
+                    f"Invalid $filter: {tok.text!r} is not a collection, so it has no any()/all()."
+                )
+            return self.lambda_expr(field)
+        if kind == "collection":
+            raise ODataError(
+                f"Invalid $filter: {tok.text!r} is a collection; filter it with a lambda such as "
+                f"{tok.text}/any(x:x eq 'value')."
+            )
+        return self.operator_and_literal(tok, field, kind)
+
+    def lambda_expr(self, field: str) -> Predicate:
+        self.take()  # "/"
+        name = self.take()
+        if name.kind != "word" or name.text not in ("any", "all"):
+            raise ODataError(
+                f"Invalid $filter: expected 'any' or 'all' after {field!r}/, found {_describe(name)}."
+            )
+        self.expect("(", f"after {name.text!r}")
+        if name.text == "any" and self.peek().kind == ")":
+            self.take()
+            return lambda row: bool(row.get(field))
+        if self.range_variable is not None:
+            raise ODataError(f"Invalid $filter: lambdas cannot nest (position {name.pos}).")
+        variable = self.take()
+        if variable.kind != "word" or variable.text in _KEYWORDS:
+            raise ODataError(
+                f"Invalid $filter: expected a range variable name after '{name.text}(', "
+                f"found {_describe(variable)}."
+            )
+        self.expect(":", f"after the range variable {variable.text!r}")
+        self.range_variable = variable.text
+        try:
+            body = self.or_expr()
+        finally:
+            self.range_variable = None
+        self.expect(")", f"to close {name.text}(")
+        quantifier = any if name.text == "any" else all
+
+        def matches(row: Row) -> bool:
+            elements = row.get(field) or ()
+            assert isinstance(elements, (list, tuple))
+            return quantifier(body({_ELEMENT: element}) for element in elements)
+
+        return matches
+
+    def expect(self, kind: str, where: str) -> None:
+        tok = self.take()
+        if tok.kind != kind:
+            raise ODataError(f"Invalid $filter: expected {kind!r} {where}, found {_describe(tok)}.")
+
+    def operator_and_literal(
+        self, tok: _Token, field: str, kind: FieldKind, label: str | None = None
+    ) -> Predicate:
         op_tok = self.take()
         if op_tok.kind != "word" or op_tok.text not in _OPS:
             raise ODataError(
@@ -260,11 +335,12 @@ class _Parser:
                 f"{tok.text!r}, found {_describe(op_tok)}."
             )
         lit = self.take()
-        return _compile_comparison(field, self.fields[field], op_tok.text, lit)
+        return _compile_comparison(field, kind, op_tok.text, lit, label)
 
 
 def _literal(field: str, kind: FieldKind, op: str, lit: _Token) -> object:
-    """Check the literal against the field's type and return its comparable value."""
+    """Check the literal against the field's type and return its comparable value (``field`` is
+    the name errors show)."""
     if lit.kind == "word" and lit.text == "null":
         return None
     if kind == "string":
@@ -290,7 +366,9 @@ def _literal(field: str, kind: FieldKind, op: str, lit: _Token) -> object:
         return lit.text == "true"
     if lit.kind == "end":
         raise ODataError(f"Invalid $filter: expected a value after {field!r} {op}.")
-    if lit.kind in ("(", ")") or (lit.kind == "word" and lit.text in (*_OPS, "and", "or")):
+    if lit.kind in ("(", ")", "/", ":") or (
+        lit.kind == "word" and lit.text in (*_OPS, "and", "or")
+    ):
         raise ODataError(
             f"Invalid $filter: expected a value after {field!r} {op}, found {_describe(lit)}."
         )
@@ -299,6 +377,7 @@ def _literal(field: str, kind: FieldKind, op: str, lit: _Token) -> object:
         "datetime": "a datetime such as 2020-01-01T00:00:00Z",
         "int": "an integer",
         "bool": "true or false",
+        "collection": "a lambda such as any(x:x eq 'value')",
     }[kind]
     raise ODataError(
         f"Invalid $filter: property {field!r} must be compared with {expected} or null, "
@@ -306,8 +385,10 @@ def _literal(field: str, kind: FieldKind, op: str, lit: _Token) -> object:
     )
 
 
-def _compile_comparison(field: str, kind: FieldKind, op: str, lit: _Token) -> Predicate:
-    value = _literal(field, kind, op, lit)
+def _compile_comparison(
+    field: str, kind: FieldKind, op: str, lit: _Token, label: str | None = None
+) -> Predicate:
+    value = _literal(label or field, kind, op, lit)
     if value is None:
         if op == "eq":
             return lambda row: row.get(field) is None
