@@ -34,7 +34,14 @@ from .graph_models import (
     ServiceUpdateSeverity,
 )
 from .paging import AsyncPager, PageQuery
-from .query import build_select, format_datetime_literal, quote_string, validate_max_items
+from .query import (
+    build_select,
+    format_datetime_literal,
+    quote_string,
+    validate_max_items,
+    validate_page_size,
+    validate_text,
+)
 from .retry import RetryPolicy
 from .transport import Response, Timeout
 
@@ -59,7 +66,7 @@ class GraphFilter:
 
     def equals(self, field: str, value: str | None, *, parameter: str) -> GraphFilter:
         if value is not None:
-            self._clauses.append(f"{field} eq {quote_string(_text(value, parameter))}")
+            self._clauses.append(f"{field} eq {quote_string(validate_text(value, parameter))}")
         return self
 
     def enum(
@@ -94,7 +101,7 @@ class GraphFilter:
             return self
         if isinstance(values, str):
             values = [values]
-        items = [_text(v, parameter) for v in values]
+        items = [validate_text(v, parameter) for v in values]
         if not items:
             raise ValueError(f"{parameter} must name at least one value")
         either = " or ".join(f"x eq {quote_string(v)}" for v in items)
@@ -418,16 +425,6 @@ class GraphClient:
         )
 
 
-def _text(value: object, parameter: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{parameter} must be a str, got {type(value).__name__}")
-    if not value or value != value.strip():
-        raise ValueError(f"{parameter} must be a non-empty string without surrounding spaces")
-    if any(ord(ch) < 32 for ch in value):
-        raise ValueError(f"{parameter} must not contain control characters")
-    return value
-
-
 def _enum_member(value: str | Enum, enum_cls: type[Enum], parameter: str) -> str:
     if isinstance(value, enum_cls):
         return str(value.value)
@@ -444,22 +441,14 @@ def _enum_member(value: str | Enum, enum_cls: type[Enum], parameter: str) -> str
 
 def _segment(value: object, parameter: str) -> str:
     """An id used as one URL path segment: it can never add a segment, a query or a fragment."""
-    text = _text(value, parameter)
+    text = validate_text(value, parameter)
     if text in (".", "..") or any(ch in text for ch in "/\\?#%"):
         raise ValueError(f"{parameter} must be an id such as 'EX123456', got {text[:80]!r}")
     return text
 
 
 def _page_size(page_size: object) -> int | None:
-    if page_size is None:
-        return None
-    if not isinstance(page_size, int) or isinstance(page_size, bool):
-        raise TypeError(f"page_size must be an int or None, got {type(page_size).__name__}")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(
-            f"page_size must be from 1 to {MAX_PAGE_SIZE} (Graph's maximum), got {page_size}"
-        )
-    return page_size
+    return None if page_size is None else validate_page_size(page_size, maximum=MAX_PAGE_SIZE)
 
 
 def _expand(expand_issues: bool) -> dict[str, str]:

@@ -84,13 +84,7 @@ class FilterBuilder:
             return self
         if isinstance(value, Enum):
             value = value.value
-        if not isinstance(value, str):
-            raise TypeError(f"{parameter} must be a str, got {type(value).__name__}")
-        if not value or value != value.strip():
-            raise ValueError(f"{parameter} must be a non-empty string without surrounding spaces")
-        if any(ord(ch) < 32 for ch in value):
-            raise ValueError(f"{parameter} must not contain control characters")
-        self._clauses.append(f"{field} eq {quote_string(value)}")
+        self._clauses.append(f"{field} eq {quote_string(validate_text(value, parameter))}")
         return self
 
     def compare(
@@ -133,13 +127,24 @@ def build_select(select: Iterable[str] | str | None, model: type) -> str | None:
     return ",".join(chosen)
 
 
-def validate_page_size(page_size: object) -> int:
-    """``$top``: an int from 1 to the service's maximum of 100."""
+def validate_text(value: object, parameter: str) -> str:
+    """A user string for a filter or an id: non-empty, no surrounding spaces, no control characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{parameter} must be a str, got {type(value).__name__}")
+    if not value or value != value.strip():
+        raise ValueError(f"{parameter} must be a non-empty string without surrounding spaces")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError(f"{parameter} must not contain control characters")
+    return value
+
+
+def validate_page_size(page_size: object, *, maximum: int = MAX_PAGE_SIZE) -> int:
+    """A page size: an int from 1 to the service's ``maximum`` (100 for the legacy ``$top``)."""
     if not isinstance(page_size, int) or isinstance(page_size, bool):
         raise TypeError(f"page_size must be an int, got {type(page_size).__name__}")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
+    if not 1 <= page_size <= maximum:
         raise ValueError(
-            f"page_size must be from 1 to {MAX_PAGE_SIZE} (the service's maximum), got {page_size}"
+            f"page_size must be from 1 to {maximum} (the service's maximum), got {page_size}"
         )
     return page_size
 

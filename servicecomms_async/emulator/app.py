@@ -30,6 +30,7 @@ from .graph import (
     graph_token,
     is_graph_path,
 )
+from .headers import bearer_token
 from .odata import ODataError, apply_select, parse_filter, parse_select
 
 __all__ = ["Emulator", "RecordedRequest", "TokenValidator", "run_forever"]
@@ -163,17 +164,6 @@ def _metadata_level(accept: str | None) -> str:
         level = m.group(1).lower()
         return "none" if level == "no" else level
     return "none"
-
-
-def _bearer(header: str | None) -> str | None:
-    """The bearer token, or None when the header is missing, not Bearer, or empty."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
 
 
 def _uint_param(query: Any, name: str, default: int, maximum: int | None) -> int:
@@ -414,7 +404,7 @@ class Emulator:
         op = _OPS_BY_LOWER.get(request.match_info["operation"].lower())
         if op is None:
             return _error(404, "NotFound", "No resource matches the request URI.")
-        token = _bearer(request.headers.get("Authorization"))
+        token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return _error(
                 401,

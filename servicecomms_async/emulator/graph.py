@@ -79,6 +79,7 @@ from yarl import URL
 from .cache import LRU
 from .config import EmulatorConfig
 from .data import INCIDENT, MESSAGE_CENTER, DataStore, Json
+from .headers import bearer_token
 from .odata import FieldKind, ODataError, Predicate, apply_select, parse_datetime_us, parse_filter
 
 __all__ = [
@@ -689,7 +690,7 @@ class GraphApi:
         return route
 
     async def _caller(self, request: web.Request, permission: str) -> GraphCaller:
-        token = _bearer(request.headers.get("Authorization"))
+        token = bearer_token(request.headers.get("Authorization"))
         challenge = {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'}
         if token is None:
             raise _GraphError(
@@ -1126,16 +1127,6 @@ def _collection(name: str, ids: list[str], legacy: list[int]) -> _Collection:
 
 def _real(config: EmulatorConfig) -> EmulatorConfig:
     return dataclasses.replace(config, shape="real")
-
-
-def _bearer(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
 
 
 def _token_key(token: str) -> str:
