@@ -6,17 +6,21 @@ import zipfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from io import BytesIO
+from typing import Any
 
 import pytest
 
 from servicecomms_async import (
     DelegatedPermissionRequiredError,
+    ForbiddenError,
     NotFoundError,
+    RetryPolicy,
     ServiceCommsSession,
     TenantDone,
     UnauthorizedError,
 )
 from servicecomms_async.emulator import Emulator, EmulatorConfig
+from servicecomms_async.emulator.faults import Fault, FaultPlan, fault_middleware
 from servicecomms_async.graph_models import (
     ServiceHealthClassification,
     ServiceHealthStatus,
@@ -266,3 +270,40 @@ def test_every_cloud_has_graph_hosts() -> None:
         session = ServiceCommsSession(token="t", api="graph", cloud=name)
         assert str(session.base_url) == base
         assert session.scope == base.removesuffix("/v1.0") + "/.default"
+
+
+async def test_graph_faults_target_a_tenant_and_transient_ones_are_ridden_through() -> None:
+    config = EmulatorConfig(seed=11, tenants=3, messages_per_tenant=200)
+    async with Emulator(config) as clean:
+        expected = {t: [i.id for i in await _issues(clean, t)] for t in clean.tenant_ids}
+    broken = clean.tenant_ids[0]
+    faults = fault_middleware(
+        FaultPlan(
+            rate=0.3,
+            seed=5,
+            kinds=(Fault.THROTTLE_429, Fault.UNAVAILABLE, Fault.RESET_DURING_BODY),
+            retry_after=0.0,
+            tenant_faults={broken: Fault.FORBIDDEN},
+        )
+    )
+    async with Emulator(config, middlewares=[faults]) as emu:
+        async with ServiceCommsSession(
+            token=app_token,
+            api="graph",
+            base_url=emu.graph_base_url,
+            retry=RetryPolicy(attempts=10),
+        ) as session:
+            with pytest.raises(ForbiddenError):
+                await session.graph(broken).issues().collect()
+            for tenant in emu.tenant_ids[1:]:
+                got = await session.graph(tenant).issues(page_size=5).collect()
+                assert [i.id for i in got] == expected[tenant]
+    assert faults.injected[Fault.FORBIDDEN] == 1
+    assert sum(faults.injected.values()) > 1
+
+
+async def _issues(emu: Emulator, tenant: str) -> list[Any]:
+    async with ServiceCommsSession(
+        token=app_token, api="graph", base_url=emu.graph_base_url
+    ) as session:
+        return await session.graph(tenant).issues().collect()

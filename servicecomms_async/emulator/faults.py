@@ -47,7 +47,8 @@ from types import MappingProxyType
 import orjson
 from aiohttp import web
 
-from .graph import graph_error, is_graph_path
+from .graph import APP_TOKEN_PREFIX, USER_TOKEN_PREFIX, graph_error, is_graph_path
+from .headers import bearer_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -204,7 +205,7 @@ class FaultInjector:
         self._attempts.clear()
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        tenant = api_tenant(request.path)
+        tenant = api_tenant(request.path, request.headers.get("Authorization"))
         if tenant is None:
             return await handler(request)
         self.api_requests += 1
@@ -286,15 +287,21 @@ class FaultInjector:
         self.history.append(record)
 
 
-def api_tenant(path: str) -> str | None:
-    """The tenant (lower case) of an API request path, ``""`` for a Graph path (the tenant is in the
-    token there), or ``None`` when ``path`` is not an API request."""
+def api_tenant(path: str, authorization: str | None = None) -> str | None:
+    """The tenant (lower case) of an API request, or ``None`` when ``path`` is not an API request.
+
+    Legacy paths carry the tenant; a Graph path does not (the token names the tenant), so for Graph it is
+    the tenant of an emulator token (``emulator-app.<tenant>``) and ``""`` for any other token."""
     segments = path.split("/")
     lowered = [segment.lower() for segment in segments]
     if "servicecomms" in lowered:
         index = lowered.index("servicecomms")
         return lowered[index - 1] if index > 0 else ""
     if "/admin/serviceannouncement/" in path.lower() + "/":
+        token = bearer_token(authorization) or ""
+        for prefix in (APP_TOKEN_PREFIX, USER_TOKEN_PREFIX):
+            if token.startswith(prefix):
+                return token[len(prefix) :].lower()
         return ""
     return None
 
