@@ -45,11 +45,6 @@ async def run_benchmarks(sizes: Sizes, names: Sequence[str]) -> list[Outcome]:
     with Servers() as servers:
         for name in names:
             print(f"running {name} ({sizes.name})...", file=sys.stderr, flush=True)
-            if name == "graph":
-                streamed = next((o for o in outcomes if o.name == "streaming"), None)
-                floor_us = streamed.details["floor_us_per_item"] if streamed else None
-                outcomes.append(graph.run(sizes, floor_us))
-                continue
             module = {
                 "streaming": streaming,
                 "parsing": parsing,
@@ -57,6 +52,7 @@ async def run_benchmarks(sizes: Sizes, names: Sequence[str]) -> list[Outcome]:
                 "memory": memory,
                 "fanout": fanout,
                 "scaling": scaling,
+                "graph": graph,
             }[name]
             outcomes.append(await module.run(sizes, servers))
     return outcomes

@@ -79,3 +79,25 @@ async def first_item(base_url: str, tenant: str) -> float:
         page = await _get(client, f"{base_url}/{tenant}/ServiceComms/CurrentStatus")
         next(iter(page["value"]))  # type: ignore[index]
         return clock() - started
+
+
+async def stream_graph_messages(graph_base_url: str, token: str, *, page_size: int) -> Timed:
+    """Every Graph Message Center post of the token's tenant (``/admin/serviceAnnouncement/messages``,
+    ``Prefer: odata.maxpagesize``), following ``@odata.nextLink`` until there is none; keeps the ids."""
+    started = clock()
+    ids: list[str] = []
+    pages = 0
+    headers = {
+        "Accept": "application/json",
+        "Authorization": f"Bearer {token}",
+        "Prefer": f"odata.maxpagesize={page_size}",
+    }
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as client:
+        url: str | None = f"{graph_base_url}/admin/serviceAnnouncement/messages"
+        while url is not None:
+            page = await _get(client, url)
+            pages += 1
+            ids.extend(item["id"] for item in page["value"])  # type: ignore[index]
+            url = page.get("@odata.nextLink")  # type: ignore[attr-defined]
+    return Timed(clock() - started, len(ids), {"ids": ids, "pages": pages})

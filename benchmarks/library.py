@@ -18,6 +18,19 @@ async def stream_messages(base_url: str, tenant: str, *, max_items: int | None =
     return Timed(clock() - started, count)
 
 
+async def stream_graph_messages(
+    graph_base_url: str, token: str, tenant: str, *, page_size: int
+) -> Timed:
+    """``async for message in session.graph(tenant).messages(page_size=...)``: every Graph Message
+    Center post as a :class:`ServiceUpdateMessage`; keeps the ids."""
+    started = clock()
+    ids: list[str | None] = []
+    async with ServiceCommsSession(token=token, api="graph", base_url=graph_base_url) as session:
+        async for message in session.graph(tenant).messages(page_size=page_size):
+            ids.append(message.id)
+    return Timed(clock() - started, len(ids), {"ids": ids})
+
+
 async def scan_current_status(
     base_url: str,
     tenants: list[str],

@@ -65,6 +65,23 @@ async def best_of_alternating(
     return best["library"], best["floor"]
 
 
+async def best_of_rotating(
+    repeats: int, runs: Mapping[str, Callable[[], Awaitable[Timed]]]
+) -> dict[str, Timed]:
+    """:func:`best_of_alternating` for more than two sides: each repeat starts one side later
+    (a, b, c; then b, c, a; ...); returns the fastest run of each side, by name. No warm-up here:
+    a side that needs one (and can afford it) is warmed by the caller."""
+    names = list(runs)
+    best: dict[str, Timed] = {}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            result = await runs[name]()
+            if name not in best or result.seconds < best[name].seconds:
+                best[name] = result
+    return best
+
+
 def best_of_alternating_sync(
     repeats: int, library: Callable[[], Timed], floor: Callable[[], Timed]
 ) -> tuple[Timed, Timed]:

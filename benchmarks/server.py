@@ -24,6 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchmark-token"  # the emulator accepts any non-empty bearer token
 STARTUP_TIMEOUT = 60.0
 _ANNOUNCEMENT = "listening on "
+_GRAPH_ANNOUNCEMENT = "Microsoft Graph routes on "
+_GRAPH_SUFFIX = "/admin/serviceAnnouncement/"
 
 
 @attrs.frozen(kw_only=True)
@@ -71,6 +73,7 @@ class EmulatorProcess:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.base_url = ""
+        self.graph_base_url = ""  # http://127.0.0.1:P/v1.0, read from the emulator's announcement
         self._process: subprocess.Popen[str] | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
 
@@ -86,6 +89,7 @@ class EmulatorProcess:
         )
         try:
             self.base_url = self._read_base_url()
+            self.graph_base_url = self._read_graph_base_url()
             self._wait_until_answering()
         except BaseException:
             self.stop()
@@ -99,6 +103,19 @@ class EmulatorProcess:
         if _ANNOUNCEMENT not in line:
             raise RuntimeError(f"the emulator did not start: {line!r}{self._stderr_tail()}")
         return line.split(_ANNOUNCEMENT, 1)[1].strip()
+
+    def _read_graph_base_url(self) -> str:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        # A few lines later: "Microsoft Graph routes on http://127.0.0.1:P/v1.0/admin/serviceAnnouncement/ ...".
+        for _ in range(20):
+            line = self._process.stdout.readline()
+            if _GRAPH_ANNOUNCEMENT in line:
+                routes = line.split(_GRAPH_ANNOUNCEMENT, 1)[1].split()[0]
+                return routes.removesuffix(_GRAPH_SUFFIX)
+            if not line:
+                break
+        raise RuntimeError(f"the emulator did not announce its Graph routes{self._stderr_tail()}")
 
     def _wait_until_answering(self) -> None:
         assert self._process is not None
@@ -161,12 +178,19 @@ class Servers:
 
     def get(self, config: ServerConfig) -> str:
         """The base URL of a running emulator with ``config``."""
+        return self._process(config).base_url
+
+    def get_graph(self, config: ServerConfig) -> str:
+        """The Microsoft Graph base URL (``.../v1.0``) of a running emulator with ``config``."""
+        return self._process(config).graph_base_url
+
+    def _process(self, config: ServerConfig) -> EmulatorProcess:
         server = self._running.get(config)
         if server is None:
             server = EmulatorProcess(config)
             server.start()
             self._running[config] = server
-        return server.base_url
+        return server
 
     def stop(self, config: ServerConfig) -> None:
         """Stop the emulator with ``config`` now (a big one need not outlive its benchmark)."""

@@ -21,6 +21,8 @@ class Sizes:
     scaling_tenants: tuple[int, ...]  # 5. scan sizes
     scaling_concurrency: int
     startup_runs: int  # 6. subprocess runs per import / first-item figure
+    graph_legacy_messages: int  # 7. the emulator's messages per tenant (about 1 in 5 is a Graph message) ...
+    graph_page_size: int  # ... read with Prefer: odata.maxpagesize=this, on every side
 
 
 FULL = Sizes(
@@ -36,6 +38,8 @@ FULL = Sizes(
     scaling_tenants=(10, 100, 1_000, 5_000),
     scaling_concurrency=100,
     startup_runs=10,
+    graph_legacy_messages=20_000,
+    graph_page_size=100,
 )
 
 QUICK = attrs.evolve(
@@ -47,6 +51,7 @@ QUICK = attrs.evolve(
     memory_large=20_000,
     scaling_tenants=(10, 100, 1_000),
     startup_runs=5,
+    graph_legacy_messages=5_000,
 )
 
 # Small enough for the smoke test (every code path, a few seconds); its figures mean nothing.
@@ -63,6 +68,8 @@ TINY = Sizes(
     scaling_tenants=(2, 6),
     scaling_concurrency=4,
     startup_runs=1,
+    graph_legacy_messages=250,
+    graph_page_size=20,
 )
 
 BY_NAME = {sizes.name: sizes for sizes in (FULL, QUICK, TINY)}

@@ -496,20 +496,32 @@ def _extra_of(
 
 
 def _make_unstructure_fn(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """The wire dict of a model, made once per class: real-shape names, then ``extra`` on top."""
+    cached = _UNSTRUCTURE_FNS.get(cls)
+    if cached is not None:
+        return cached
     fields = [(f.name, f.metadata["wire"][0]) for f in attrs.fields(cls) if "wire" in f.metadata]
 
     def unstructure(obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, wire_name in fields:
-            out[wire_name] = _to_wire_value(getattr(obj, name))
+            value = getattr(obj, name)
+            out[wire_name] = (
+                value if value is None or value.__class__ in _PLAIN else _to_wire_value(value)
+            )
         out.update(obj.extra)
         return out
 
+    _UNSTRUCTURE_FNS[cls] = unstructure
     return unstructure
 
 
+_UNSTRUCTURE_FNS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_PLAIN = frozenset({str, int, bool, float})
+
+
 def _to_wire_value(value: Any) -> Any:
-    if value is None or value.__class__ in (str, int, bool, float):
+    if value is None or value.__class__ in _PLAIN:
         return value
     if isinstance(value, Enum):
         return value.value
@@ -524,10 +536,10 @@ def _to_wire_value(value: Any) -> Any:
 
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, the form OData filters and JSON output use."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    text = value.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    tz = value.tzinfo
+    if tz is not UTC:
+        value = value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 # -- the converter ---------------------------------------------------------------------------------
