@@ -48,7 +48,7 @@ UTC = timezone.utc
 _MISSING = object()
 
 
-class InvalidValue(Exception):
+class InvalidValue(ValueError):
     """Raised by a value converter; the generated code turns it into lenient or strict handling."""
 
 
@@ -535,11 +535,15 @@ def _to_wire_value(value: Any) -> Any:
 
 
 def format_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, the form OData filters and JSON output use."""
+    """ISO 8601 in UTC with a ``Z`` and no trailing zero digits (``2020-08-21T18:59:16.387Z``), the
+    form the service itself sends; naive datetimes are taken as UTC."""
     tz = value.tzinfo
     if tz is not UTC:
         value = value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 # -- the converter ---------------------------------------------------------------------------------

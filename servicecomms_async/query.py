@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from enum import Enum
 
+from .convert import format_datetime
 from .models import wire_names
 
 MAX_PAGE_SIZE = 100  # the service's documented maximum for $top
@@ -61,15 +62,10 @@ def format_datetime_literal(value: datetime | date, *, parameter: str) -> str:
                 f"{parameter} must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)); "
                 "a naive datetime is ambiguous"
             )
-        utc = value.astimezone(timezone.utc)
-    elif isinstance(value, date):
-        utc = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    else:
-        raise TypeError(f"{parameter} must be a datetime or a date, got {type(value).__name__}")
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"
+        return format_datetime(value)
+    if isinstance(value, date):
+        return format_datetime(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+    raise TypeError(f"{parameter} must be a datetime or a date, got {type(value).__name__}")
 
 
 class FilterBuilder:
