@@ -20,7 +20,7 @@ NOISE = (
 
 
 def _versions() -> str:
-    names = ("aiohttp", "orjson", "attrs", "cattrs", "anyio", "yarl")
+    names = ("aiohttp", "orjson", "attrs", "cattrs", "anyio", "yarl", "msgraph-sdk", "httpx")
     found = []
     for name in names:
         try:

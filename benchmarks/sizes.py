@@ -21,7 +21,7 @@ class Sizes:
     scaling_tenants: tuple[int, ...]  # 5. scan sizes
     scaling_concurrency: int
     startup_runs: int  # 6. subprocess runs per import / first-item figure
-    graph_legacy_messages: int  # 7. the emulator's messages per tenant (about 1 in 5 is a Graph message) ...
+    graph_legacy_messages: int  # 7. emulator messages per tenant (~1 in 5 is a Graph post) ...
     graph_page_size: int  # ... read with Prefer: odata.maxpagesize=this, on every side
 
 
