@@ -175,6 +175,17 @@ async def test_messages_filters_and_attachments(
     assert all(m.category is ServiceUpdateCategory.PLAN_FOR_CHANGE for m in plan)
     one = await graph.message(messages[0].id or "")
     assert one.id == messages[0].id and one.body is not None
+    # The legacy post's links and action-by date become Graph's details and actionRequiredByDateTime.
+    legacy = {m["Id"]: m for m in emu.dataset(emu.tenant_ids[0]).messages}
+    for message in messages:
+        sent = legacy[message.id or ""]
+        assert message.detail("ExternalLink") == (sent["ExternalLink"] or None)
+        assert message.detail("HelpLink") == (sent["HelpLink"] or None)
+        assert (message.action_required_by_date_time is None) == (
+            sent["ActionRequiredByDate"] is None
+        )
+    assert any(m.detail("ExternalLink") for m in messages)
+    assert any(m.action_required_by_date_time for m in messages)
     with_files = [m for m in messages if m.has_attachments]
     assert with_files
     attachments = await graph.message_attachments(with_files[0].id or "").collect()

@@ -644,13 +644,14 @@ class Generator:
         }
         if mc:
             _, _, _, _, tags, category = MC_TEMPLATES[(core.h >> 24) % len(MC_TEMPLATES)]
+            action_by, external_link, blog_link, help_link = self.mc_links(core)
             item.update(
                 {
-                    "ActionRequiredByDate": None,
+                    "ActionRequiredByDate": None if action_by is None else iso_ms(action_by),
                     "AnnouncementId": 0,
                     "Category": category,
                     "MessageTagNames": list(tags),
-                    "ExternalLink": "",
+                    "ExternalLink": external_link,
                     "IsDismissed": False,
                     "IsRead": False,
                     "IsMajorChange": (core.h >> 40) % 4 == 0,
@@ -658,13 +659,41 @@ class Generator:
                     "AppliesTo": None,
                     "MilestoneDate": iso_ms(core.start + 1000),
                     "Milestone": "",
-                    "BlogLink": "",
-                    "HelpLink": "",
+                    "BlogLink": blog_link,
+                    "HelpLink": help_link,
                     "FlightName": None,
                     "FeatureName": None,
                 }
             )
         return item
+
+    @staticmethod
+    def mc_links(core: Core) -> tuple[int | None, str, str, str]:
+        """A Message Center post's action-by date (epoch ms, midnight UTC, 30 to 60 days after it
+        starts) and its external, blog and help links. The captured real post had none of them ("" and
+        null); about a third of the emulated posts get each, so that the Graph side's
+        ``actionRequiredByDateTime`` and ``details`` are not always empty."""
+        h = core.h
+        day_ms = 86_400_000
+        action_by = None
+        if (h >> 44) % 3 == 0:
+            action_by = (core.start // day_ms + 30 + (h >> 46) % 31) * day_ms
+        external = (
+            f"https://go.microsoft.com/fwlink/?linkid={2_000_000 + (h >> 20) % 100_000}"
+            if (h >> 52) % 3 == 0
+            else ""
+        )
+        blog = (
+            f"https://techcommunity.microsoft.com/t5/microsoft-365-blog/{core.msg_id.lower()}"
+            if (h >> 54) % 3 == 0
+            else ""
+        )
+        help_ = (
+            f"https://learn.microsoft.com/microsoft-365/admin/{core.msg_id.lower()}"
+            if (h >> 56) % 3 == 0
+            else ""
+        )
+        return action_by, external, blog, help_
 
     def message_row(self, core: Core, with_text: bool = True) -> dict[str, object]:
         """Typed scalar row (datetimes as epoch microseconds) for ``$filter``.
@@ -702,12 +731,13 @@ class Generator:
         }
         if mc and self.real:
             _, _, _, _, _, category = MC_TEMPLATES[(core.h >> 24) % len(MC_TEMPLATES)]
+            action_by, external_link, blog_link, help_link = self.mc_links(core)
             row.update(
                 {
-                    "ActionRequiredByDate": None,
+                    "ActionRequiredByDate": None if action_by is None else action_by * 1000,
                     "AnnouncementId": 0,
                     "Category": category,
-                    "ExternalLink": "",
+                    "ExternalLink": external_link,
                     "IsDismissed": False,
                     "IsRead": False,
                     "IsMajorChange": (core.h >> 40) % 4 == 0,
@@ -715,8 +745,8 @@ class Generator:
                     "AppliesTo": None,
                     "MilestoneDate": (core.start + 1000) * 1000,
                     "Milestone": "",
-                    "BlogLink": "",
-                    "HelpLink": "",
+                    "BlogLink": blog_link,
+                    "HelpLink": help_link,
                     "FlightName": None,
                     "FeatureName": None,
                 }
