@@ -3,7 +3,6 @@ against an emulator served on loopback from a background thread."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -13,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +26,8 @@ from servicecomms_async.convert import parse_datetime
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 from servicecomms_async.emulator.faults import Fault, FaultPlan, fault_middleware
 
+from .conftest import ThreadedEmulator
+
 TOKEN = "cli-token-never-shown"
 REJECTED_TOKEN = "rejected-token-never-shown"
 FORBIDDEN_TENANT = "forbidden.example.com"
@@ -36,8 +36,6 @@ FORBIDDEN_TENANT = "forbidden.example.com"
 @dataclass
 class Served:
     emulator: Emulator
-    loop: asyncio.AbstractEventLoop
-    stop: asyncio.Event
     tenants: list[str] = field(default_factory=list)
 
     @property
@@ -60,24 +58,8 @@ def served() -> Iterator[Served]:
     """One emulator for the module, on its own loop in a thread, reachable from subprocesses too."""
     config = EmulatorConfig(seed=21, tenants=6, messages_per_tenant=40)
     faults = fault_middleware(FaultPlan(tenant_faults={FORBIDDEN_TENANT: Fault.FORBIDDEN}))
-    started = threading.Event()
-    holder: list[Served] = []
-
-    async def serve() -> None:
-        emulator = Emulator(config, middlewares=[faults], token_validator=_reject_token)
-        async with emulator:
-            holder.append(
-                Served(emulator, asyncio.get_running_loop(), asyncio.Event(), emulator.tenant_ids)
-            )
-            started.set()
-            await holder[0].stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "the emulator did not start"
-    yield holder[0]
-    holder[0].loop.call_soon_threadsafe(holder[0].stop.set)
-    thread.join(10)
+    with ThreadedEmulator(config, middlewares=[faults], token_validator=_reject_token) as emulator:
+        yield Served(emulator, emulator.tenant_ids)
 
 
 @dataclass

@@ -4,14 +4,12 @@ subprocess, against the emulator's Graph routes served on loopback from a backgr
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +24,8 @@ from servicecomms_async.convert import parse_datetime
 from servicecomms_async.emulator import Emulator, EmulatorConfig, GraphDataset, RecordedRequest
 from servicecomms_async.emulator.graph import graph_error, incident_report
 
+from .conftest import ThreadedEmulator
+
 TEMPLATE = "emulator-app.{tenant}"
 REJECTED_TEMPLATE = "rejected-secret-{tenant}"  # tokens the emulator refuses; never to be shown
 FORBIDDEN_TENANT = "forbidden.example.com"  # its Graph token is refused with 403
@@ -34,8 +34,6 @@ FORBIDDEN_TENANT = "forbidden.example.com"  # its Graph token is refused with 40
 @dataclass
 class Served:
     emulator: Emulator
-    loop: asyncio.AbstractEventLoop
-    stop: asyncio.Event
 
     @property
     def tenants(self) -> list[str]:
@@ -66,21 +64,8 @@ async def _graph_tokens(token: str, permission: str) -> tuple[str, bool] | web.R
 def served() -> Iterator[Served]:
     """One emulator for the module, on its own loop in a thread, reachable from subprocesses too."""
     config = EmulatorConfig(seed=21, tenants=6, messages_per_tenant=60, degraded_ratio=0.5)
-    started = threading.Event()
-    holder: list[Served] = []
-
-    async def serve() -> None:
-        async with Emulator(config, graph_token_validator=_graph_tokens) as emulator:
-            holder.append(Served(emulator, asyncio.get_running_loop(), asyncio.Event()))
-            started.set()
-            await holder[0].stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(10), "the emulator did not start"
-    yield holder[0]
-    holder[0].loop.call_soon_threadsafe(holder[0].stop.set)
-    thread.join(10)
+    with ThreadedEmulator(config, graph_token_validator=_graph_tokens) as emulator:
+        yield Served(emulator)
 
 
 @dataclass
