@@ -30,8 +30,8 @@ from .graph import (
     graph_token,
     is_graph_path,
 )
-from .headers import bearer_token
 from .odata import ODataError, apply_select, parse_filter, parse_select
+from .parsing import bearer_token, is_valid_tenant
 
 __all__ = ["Emulator", "RecordedRequest", "TokenValidator", "run_forever"]
 
@@ -42,26 +42,9 @@ TokenValidator = Callable[[str, str], Awaitable["web.StreamResponse | None"]]
 
 API_PREFIX = "/api/v1.0"
 _OPS_BY_LOWER = {op.lower(): op for op in OPERATIONS}
-_GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.I)
-_TLD_RE = re.compile(r"[a-z][a-z0-9-]{0,62}(?<!-)", re.I)
 _UINT_RE = re.compile(r"[0-9]{1,9}")
 _TEXT_FIELDS_RE = re.compile(r"title|impactdescription", re.I)
 _BYTES_CACHE_LIMIT = 64 * 1024 * 1024
-
-
-def is_valid_tenant(tenant: str) -> bool:
-    """True for a GUID or a DNS domain name with at least two labels."""
-    if _GUID_RE.fullmatch(tenant):
-        return True
-    if len(tenant) > 253:
-        return False
-    labels = tenant.split(".")
-    if len(labels) < 2:
-        return False
-    return all(_LABEL_RE.fullmatch(label) for label in labels[:-1]) and bool(
-        _TLD_RE.fullmatch(labels[-1])
-    )
 
 
 class _Headers(dict[str, str]):

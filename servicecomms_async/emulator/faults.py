@@ -48,7 +48,7 @@ import orjson
 from aiohttp import web
 
 from .graph import APP_TOKEN_PREFIX, USER_TOKEN_PREFIX, graph_error, is_graph_path
-from .headers import bearer_token
+from .parsing import bearer_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

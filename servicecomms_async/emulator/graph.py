@@ -60,7 +60,6 @@ Contract:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import hmac
@@ -79,8 +78,8 @@ from yarl import URL
 from .cache import LRU
 from .config import EmulatorConfig
 from .data import INCIDENT, MESSAGE_CENTER, DataStore, Json
-from .headers import bearer_token
 from .odata import FieldKind, ODataError, Predicate, apply_select, parse_datetime_us, parse_filter
+from .parsing import GUID_RE, b64url_decode, b64url_encode, bearer_token, is_valid_tenant
 
 __all__ = [
     "ANNOUNCEMENT_PREFIX",
@@ -118,10 +117,6 @@ _JSON_TYPE = (
     "charset=utf-8"
 )
 _BYTES_TYPE = "application/octet-stream"
-_GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-_DOMAIN_RE = re.compile(
-    r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}(?<!-)", re.I
-)
 _PAGE_SIZE_RE = re.compile(r"[0-9]{1,9}")
 _MAXPAGESIZE_RE = re.compile(r"(?:^|[,;\s])odata\.maxpagesize\s*=\s*\"?([^\",;\s]*)", re.I)
 
@@ -146,7 +141,7 @@ def graph_token(tenant: str, *, delegated: bool = False) -> str:
     """The emulator's opaque Graph token for ``tenant`` (a GUID or a domain): ``emulator-app.<tenant>``
     acts with application permissions, ``emulator-user.<tenant>`` (``delegated=True``) with delegated
     ones. Deterministic, so two processes agree on it."""
-    if not isinstance(tenant, str) or not _is_tenant(tenant):
+    if not isinstance(tenant, str) or not is_valid_tenant(tenant):
         raise ValueError(f"tenant must be a tenant GUID or domain name, got {tenant!r}")
     prefix = USER_TOKEN_PREFIX if delegated else APP_TOKEN_PREFIX
     return prefix + tenant.lower()
@@ -155,10 +150,6 @@ def graph_token(tenant: str, *, delegated: bool = False) -> str:
 def is_graph_path(path: str) -> bool:
     """Whether ``path`` is one of the Graph routes' (``/v1.0/...``)."""
     return path == GRAPH_PREFIX or path.startswith(GRAPH_PREFIX + "/")
-
-
-def _is_tenant(tenant: str) -> bool:
-    return bool(_GUID_RE.fullmatch(tenant) or _DOMAIN_RE.fullmatch(tenant))
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -218,7 +209,7 @@ def graph_http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
 
 def _client_request_id(request: web.Request | None) -> str:
     sent = request.headers.get("client-request-id") if request is not None else None
-    if sent and _GUID_RE.fullmatch(sent.strip()):
+    if sent and GUID_RE.fullmatch(sent.strip()):
         return sent.strip()
     return str(uuid.uuid4())
 
@@ -706,7 +697,7 @@ class GraphApi:
         for prefix, delegated in ((APP_TOKEN_PREFIX, False), (USER_TOKEN_PREFIX, True)):
             if token.startswith(prefix):
                 tenant = token.removeprefix(prefix)
-                if _is_tenant(tenant):
+                if is_valid_tenant(tenant):
                     return GraphCaller(tenant.lower(), delegated, _token_key(token))
         raise _GraphError(
             401,
@@ -1052,7 +1043,7 @@ class GraphApi:
     def _skiptoken(self, collection: str, filter_text: str | None, offset: int, size: int) -> str:
         payload = orjson.dumps([collection, offset, size, _fingerprint(filter_text)])
         mac = hmac.new(self._skiptoken_key, payload, "sha256").digest()[:16]
-        return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+        return b64url_encode(payload + mac)
 
     def _read_skiptoken(
         self, token: str, collection: str, filter_text: str | None
@@ -1062,7 +1053,7 @@ class GraphApi:
             "previous page as it is, or start again from the first page."
         )
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = b64url_decode(token)
         except ValueError:
             raise invalid from None
         payload, mac = raw[:-16], raw[-16:]

@@ -97,12 +97,10 @@ Nothing here logs or echoes a secret, an assertion or a token.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
 import logging
-import re
 import ssl
 import tempfile
 import time
@@ -131,6 +129,7 @@ from .graph import (
     GraphCaller,
     graph_error,
 )
+from .parsing import GUID_RE, b64url_decode, b64url_encode, is_domain_name
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -153,8 +152,6 @@ GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (*GRAPH_ROLES, SERVICE_MESSAGE_VIEWPOI
 # Permissions Graph defines for delegated use only: an application token cannot hold them.
 _DELEGATED_ONLY = frozenset({SERVICE_MESSAGE_VIEWPOINT_WRITE})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*", re.I)
 _JSON = "application/json; charset=utf-8"
 
 
@@ -273,7 +270,7 @@ class IdentityServer:
         self._host = host
         self._port = port
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._kid = _b64url(
+        self._kid = b64url_encode(
             hashlib.sha1(  # a key id, as Entra's x5t: not a security use
                 self._key.public_key().public_bytes(
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -316,15 +313,15 @@ class IdentityServer:
         names = [d.lower().rstrip(".") for d in domains]
         if tenant is None:
             tenant_id = str(uuid.uuid4())
-        elif _GUID.fullmatch(tenant):
+        elif GUID_RE.fullmatch(tenant):
             tenant_id = tenant.lower()
-        elif _DOMAIN.fullmatch(tenant):
+        elif is_domain_name(tenant):
             names.insert(0, tenant.lower().rstrip("."))
             tenant_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, names[0]))
         else:
             raise ValueError(f"tenant must be a GUID or a domain name, got {tenant!r}")
         for name in names:
-            if not _DOMAIN.fullmatch(name):
+            if not is_domain_name(name):
                 raise ValueError(f"domains must be DNS names, got {name!r}")
         existing = self._tenants.get(tenant_id)
         merged = tuple(dict.fromkeys([*(existing.domains if existing else ()), *names]))
@@ -381,8 +378,8 @@ class IdentityServer:
                 )
             self._certificates[client_id] = _Certificate(
                 public_key,
-                sha1=_b64url(cert.fingerprint(hashes.SHA1())),  # x5t is SHA-1 by spec
-                sha256=_b64url(cert.fingerprint(hashes.SHA256())),
+                sha1=b64url_encode(cert.fingerprint(hashes.SHA1())),  # x5t is SHA-1 by spec
+                sha256=b64url_encode(cert.fingerprint(hashes.SHA256())),
             )
         app = RegisteredApp(
             client_id=client_id,
@@ -834,8 +831,8 @@ class IdentityServer:
             "use": "sig",
             "kid": self._kid,
             "x5t": self._kid,
-            "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-            "e": _b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+            "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": b64url_encode(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
         }
         return web.json_response({"keys": [key]})
 
@@ -844,12 +841,12 @@ class IdentityServer:
     def _sign(self, claims: Mapping[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5t": self._kid, "kid": self._kid}
         signed = (
-            _b64url(json.dumps(header, separators=(",", ":")).encode())
+            b64url_encode(json.dumps(header, separators=(",", ":")).encode())
             + "."
-            + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+            + b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
         )
         signature = self._key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return signed + "." + _b64url(signature)
+        return signed + "." + b64url_encode(signature)
 
     def decode(self, token: str) -> dict[str, Any]:
         """The claims of a token this server signed (signature checked, nothing else)."""
@@ -1038,17 +1035,13 @@ class IdentityServer:
         return GraphCaller(tid, delegated, user or None)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _unpad(value: object) -> str:
     return str(value or "").rstrip("=")
 
 
 def _b64url_decode(text: str) -> bytes:
-    text = text.rstrip("=")  # azure-identity pads its assertions; JWTs should not be padded
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # azure-identity pads its assertions; JWTs should not be padded.
+    return b64url_decode(text.rstrip("="))
 
 
 def _split_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
