@@ -438,6 +438,16 @@ def _matched_wire_name(d: Mapping[str, Any], names: tuple[str, ...]) -> str:
     return next((name for name in names if name in d), names[0])
 
 
+def _invalid_field(cls: type, d: Mapping[str, Any], index: int) -> tuple[str, str, Any]:
+    """The field ``index`` of ``cls`` whose value was invalid: its name, the wire name it came under,
+    and the item's id (``Id`` for legacy models, ``id`` for Graph ones) for the message."""
+    fields = [f for f in attrs.fields(cls) if "wire" in f.metadata]
+    field = fields[index]
+    id_names = next((f.metadata["wire"] for f in fields if f.name == "id"), ())
+    item_id = next((d[name] for name in id_names if name in d), None)
+    return field.name, _matched_wire_name(d, field.metadata["wire"]), item_id
+
+
 def _lenient_invalid(
     bad: dict[str, Any] | None,
     cls: type,
@@ -446,13 +456,12 @@ def _lenient_invalid(
     value: Any,
     exc: InvalidValue,
 ) -> dict[str, Any]:
-    field = [f for f in attrs.fields(cls) if "wire" in f.metadata][index]
-    wire_name = _matched_wire_name(d, field.metadata["wire"])
+    field, wire_name, item_id = _invalid_field(cls, d, index)
     logger.warning(
         "%s %r: field %r (wire name %r) has an invalid value (%s); kept the raw value in .extra",
         cls.__name__,
-        d.get("Id"),
-        field.name,
+        item_id,
+        field,
         wire_name,
         exc,
     )
@@ -469,13 +478,13 @@ def _strict_invalid(
     value: Any,
     exc: InvalidValue,
 ) -> dict[str, Any]:
-    field = [f for f in attrs.fields(cls) if "wire" in f.metadata][index]
+    field, wire_name, item_id = _invalid_field(cls, d, index)
     raise InvalidFieldError(
         model=cls.__name__,
-        field=field.name,
-        wire_name=_matched_wire_name(d, field.metadata["wire"]),
+        field=field,
+        wire_name=wire_name,
         value=value,
-        item_id=d.get("Id"),
+        item_id=item_id,
         reason=str(exc),
     )
 
