@@ -55,7 +55,10 @@ __all__ = [
 ]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost`` or a loopback address: the only hosts plain http is allowed for (the emulator)."""
+    if host is None:
+        return False
     if host.lower() == "localhost":
         return True
     try:
@@ -71,7 +74,7 @@ def _https_url(instance: Cloud, attribute: attrs.Attribute[str], value: str) -> 
         url is None
         or not url.host
         or url.scheme not in ("https", "http")
-        or (url.scheme == "http" and not _is_loopback(url.host))
+        or (url.scheme == "http" and not is_loopback_host(url.host))
         or url.query_string
         or url.fragment
     ):

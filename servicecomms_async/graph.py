@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
 from yarl import URL
@@ -33,11 +32,13 @@ from .graph_models import (
     ServiceUpdateMessage,
     ServiceUpdateSeverity,
 )
+from .models import OpenStrEnum
 from .paging import AsyncPager, PageQuery
 from .query import (
     build_select,
     format_datetime_literal,
     quote_string,
+    validate_enum,
     validate_max_items,
     validate_page_size,
     validate_text,
@@ -70,10 +71,15 @@ class GraphFilter:
         return self
 
     def enum(
-        self, field: str, value: str | Enum | None, enum_cls: type[Enum], *, parameter: str
+        self,
+        field: str,
+        value: str | OpenStrEnum | None,
+        enum_cls: type[OpenStrEnum],
+        *,
+        parameter: str,
     ) -> GraphFilter:
         if value is not None:
-            member = _enum_member(value, enum_cls, parameter)
+            member = validate_enum(value, enum_cls, parameter=parameter).value
             self._clauses.append(f"{field} eq {quote_string(member)}")
         return self
 
@@ -423,20 +429,6 @@ class GraphClient:
             max_items=max_items,
             max_pages=session.max_pages,
         )
-
-
-def _enum_member(value: str | Enum, enum_cls: type[Enum], parameter: str) -> str:
-    if isinstance(value, enum_cls):
-        return str(value.value)
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{parameter} must be a {enum_cls.__name__} or str, got {type(value).__name__}"
-        )
-    member = enum_cls(value)
-    if not getattr(member, "is_known", True):
-        allowed = ", ".join(str(m.value) for m in enum_cls)
-        raise ValueError(f"{parameter} must be one of {allowed}, got {value!r}")
-    return str(member.value)
 
 
 def _segment(value: object, parameter: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .models import EMPTY_EXTRA, OpenStrEnum, wire
+from .models import OpenStrEnum, extra_field, wire
 
 
 class CaseInsensitiveEnum(OpenStrEnum):
@@ -90,17 +90,13 @@ class PostType(CaseInsensitiveEnum):
     UNKNOWN_FUTURE_VALUE = "unknownFutureValue"
 
 
-def _extra() -> Any:
-    return attrs.field(default=EMPTY_EXTRA, kw_only=True, repr=False, eq=False)
-
-
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class ItemBody:
     """A rich text body: ``content_type`` is ``"html"`` or ``"text"`` (samples show ``Html``)."""
 
     content_type: str | None = wire("contentType")
     content: str | None = wire("content")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -109,7 +105,7 @@ class KeyValuePair:
 
     name: str | None = wire("name")
     value: str | None = wire("value")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -119,7 +115,7 @@ class ServiceHealthIssuePost:
     created_date_time: datetime | None = wire("createdDateTime")
     post_type: PostType | None = wire("postType")
     description: ItemBody | None = wire("description")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -142,7 +138,7 @@ class ServiceHealthIssue:
     high_impact: bool | None = wire("highImpact")
     details: tuple[KeyValuePair, ...] = wire("details", default=())
     posts: tuple[ServiceHealthIssuePost, ...] = wire("posts", default=())
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -153,7 +149,7 @@ class ServiceHealth:
     service: str | None = wire("service")
     status: ServiceHealthStatus | None = wire("status")
     issues: tuple[ServiceHealthIssue, ...] = wire("issues", default=())
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -163,7 +159,7 @@ class ServiceUpdateMessageViewpoint:
     is_read: bool | None = wire("isRead")
     is_archived: bool | None = wire("isArchived")
     is_favorited: bool | None = wire("isFavorited")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -176,7 +172,7 @@ class ServiceAnnouncementAttachment:
     size: int | None = wire("size")
     is_inline: bool | None = wire("isInline")
     last_modified_date_time: datetime | None = wire("lastModifiedDateTime")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -200,7 +196,7 @@ class ServiceUpdateMessage:
     body: ItemBody | None = wire("body")
     view_point: ServiceUpdateMessageViewpoint | None = wire("viewPoint")
     attachments: tuple[ServiceAnnouncementAttachment, ...] = wire("attachments", default=())
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
     def detail(self, name: str) -> str | None:
         """The value of the first detail called ``name`` (e.g. ``"ExternalLink"``), if any."""

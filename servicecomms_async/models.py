@@ -107,7 +107,8 @@ def wire(*names: str, default: Any = None) -> Any:
     return attrs.field(default=default, kw_only=True, metadata={"wire": names})
 
 
-def _extra() -> Any:
+def extra_field() -> Any:
+    """The ``extra`` attribute every model has: wire keys it does not know, kept untouched."""
     return attrs.field(default=EMPTY_EXTRA, kw_only=True, repr=False, eq=False)
 
 
@@ -117,7 +118,7 @@ class Feature:
 
     name: str | None = wire("Name")
     display_name: str | None = wire("DisplayName")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -127,7 +128,7 @@ class Service:
     id: str | None = wire("Id")
     display_name: str | None = wire("DisplayName")
     features: tuple[Feature, ...] = wire("Features", "FeatureNames", default=())
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
     WIRE_OPERATION: ClassVar[str] = "Services"
 
@@ -140,7 +141,7 @@ class FeatureStatus:
     display_name: str | None = wire("FeatureDisplayName", "FeatureGroupDisplayName")
     status: Status | None = wire("FeatureServiceStatus", "FeatureStatus")
     status_display_name: str | None = wire("FeatureServiceStatusDisplayName")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -157,7 +158,7 @@ class WorkloadStatus:
     feature_statuses: tuple[FeatureStatus, ...] = wire(
         "FeatureStatus", "FeatureGroupStatusCollection", default=()
     )
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -166,7 +167,7 @@ class MessageHistory:
 
     published_time: datetime | None = wire("PublishedTime")
     message_text: str | None = wire("MessageText")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -175,7 +176,7 @@ class NameValue:
 
     name: str | None = wire("Name")
     value: str | None = wire("Value")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)
@@ -230,7 +231,7 @@ class Message:
     flight_name: str | None = wire("FlightName")
     feature_name: str | None = wire("FeatureName")
     preview_duration: Any = wire("PreviewDuration")
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, Any] = extra_field()
 
     @property
     def is_active(self) -> bool:

@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from enum import Enum
+from typing import TypeVar
 
 from .convert import format_datetime
-from .models import wire_names
+from .models import OpenStrEnum, wire_names
 
 MAX_PAGE_SIZE = 100  # the service's documented maximum for $top
 
@@ -132,6 +133,24 @@ def validate_text(value: object, parameter: str) -> str:
     if any(ord(ch) < 32 for ch in value):
         raise ValueError(f"{parameter} must not contain control characters")
     return value
+
+
+E = TypeVar("E", bound=OpenStrEnum)
+
+
+def validate_enum(value: object, enum_cls: type[E], *, parameter: str) -> E:
+    """A member of ``enum_cls`` from the member or its wire string; an unknown string is refused."""
+    if isinstance(value, enum_cls):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{parameter} must be a {enum_cls.__name__} or str, got {type(value).__name__}"
+        )
+    member = enum_cls(value)
+    if not member.is_known:
+        allowed = ", ".join(str(m.value) for m in enum_cls)
+        raise ValueError(f"{parameter} must be one of {allowed}, got {value!r}")
+    return member
 
 
 def validate_page_size(page_size: object, *, maximum: int = MAX_PAGE_SIZE) -> int:

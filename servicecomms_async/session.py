@@ -13,7 +13,6 @@ closed session raises :class:`~servicecomms_async.errors.SessionClosedError`.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -29,7 +28,7 @@ from .auth import (
     StaticTokenProvider,
     TokenProvider,
 )
-from .clouds import PUBLIC, Cloud, get_cloud
+from .clouds import PUBLIC, Cloud, get_cloud, is_loopback_host
 from .convert import WireConverter, converter, strict_converter
 from .errors import SessionClosedError
 from .graph import GraphClient
@@ -45,17 +44,6 @@ DEFAULT_SCOPE = PUBLIC.token_scope
 
 T = TypeVar("T")
 Api = Literal["legacy", "graph"]
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_base_url(base_url: str | URL) -> URL:

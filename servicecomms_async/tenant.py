@@ -14,7 +14,13 @@ from yarl import URL
 
 from .models import Message, MessageType, Service, WorkloadStatus
 from .paging import AsyncPager, PageQuery
-from .query import FilterBuilder, build_select, validate_max_items, validate_page_size
+from .query import (
+    FilterBuilder,
+    build_select,
+    validate_enum,
+    validate_max_items,
+    validate_page_size,
+)
 from .retry import RetryPolicy
 from .transport import Response, Timeout
 
@@ -106,15 +112,7 @@ class TenantClient:
         are the last 7 days and now); ``message_type`` takes a :class:`MessageType` or its wire string.
         """
         if message_type is not None:
-            if not isinstance(message_type, str):
-                raise TypeError(
-                    f"message_type must be a MessageType or str, got {type(message_type).__name__}"
-                )
-            member = MessageType(message_type)
-            if not member.is_known:
-                allowed = ", ".join(m.value for m in MessageType)
-                raise ValueError(f"message_type must be one of {allowed}, got {message_type!r}")
-            message_type = member
+            message_type = validate_enum(message_type, MessageType, parameter="message_type")
         filters = (
             FilterBuilder()
             .equals("Workload", workload, parameter="workload")
