@@ -94,7 +94,6 @@ EXIT_INTERRUPTED = 130
 APIS = ("legacy", "graph")
 OPERATIONS = ("services", "status", "history", "messages")  # the legacy API's
 GRAPH_OPERATIONS = ("overview", "issues", "messages")
-API_OPERATIONS: Mapping[str, tuple[str, ...]] = {"legacy": OPERATIONS, "graph": GRAPH_OPERATIONS}
 # What a scan or the demo runs when no --operation is given.
 DEFAULT_OPERATION: Mapping[str, str] = {"legacy": "status", "graph": "overview"}
 FORMATS = ("table", "json", "jsonl", "csv")

@@ -56,7 +56,6 @@ Select = Iterable[str] | str | None
 
 MAX_PAGE_SIZE = 1000  # Graph's maximum for Prefer: odata.maxpagesize on issues and messages
 MAX_IDS_PER_ACTION = 100  # viewpoint actions are sent in chunks of this many message ids
-VIEWPOINT_ACTIONS = ("markRead", "markUnread", "archive", "unarchive", "favorite", "unfavorite")
 
 
 class GraphFilter:
