@@ -369,8 +369,8 @@ class GraphClient:
     async def _get_one(
         self, url: URL, model: type[T], retry: RetryPolicy | None, timeout: Timeout | None
     ) -> T:
-        response = await self._session._get_json(
-            url, tenant=self.tenant_id, retry=retry, timeout=timeout
+        response = await self._session._request(
+            "GET", url, tenant=self.tenant_id, retry=retry, timeout=timeout
         )
         if not isinstance(response.data, dict):
             raise UnexpectedResponseError(
@@ -416,8 +416,8 @@ class GraphClient:
         tenant_id = self.tenant_id
 
         async def fetch(url: URL) -> Response:
-            return await session._get_json(
-                url, tenant=tenant_id, retry=retry, timeout=timeout, headers=headers
+            return await session._request(
+                "GET", url, tenant=tenant_id, retry=retry, timeout=timeout, headers=headers
             )
 
         return AsyncPager(

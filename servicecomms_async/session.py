@@ -252,19 +252,6 @@ class ServiceCommsSession:
         """HTTP attempts made so far, retries included."""
         return self._transport.requests_sent
 
-    async def _get_json(
-        self,
-        url: URL,
-        *,
-        tenant: str,
-        retry: RetryPolicy | None,
-        timeout: Timeout | None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        return await self._request(
-            "GET", url, tenant=tenant, retry=retry, timeout=timeout, headers=headers
-        )
-
     async def _request(
         self,
         method: str,

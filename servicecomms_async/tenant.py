@@ -154,7 +154,9 @@ class TenantClient:
         tenant_id = self.tenant_id
 
         async def fetch(url: URL) -> Response:
-            return await session._get_json(url, tenant=tenant_id, retry=retry, timeout=timeout)
+            return await session._request(
+                "GET", url, tenant=tenant_id, retry=retry, timeout=timeout
+            )
 
         return AsyncPager(
             fetch=fetch,

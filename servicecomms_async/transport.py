@@ -208,27 +208,6 @@ class Transport:
             )
         return self._session
 
-    async def get_json(
-        self,
-        url: URL,
-        *,
-        tenant: str,
-        tokens: TokenProvider,
-        retry: RetryPolicy | None = None,
-        timeouts: Timeout | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        """GET ``url`` and decode its JSON body (see :meth:`request`)."""
-        return await self.request(
-            "GET",
-            url,
-            tenant=tenant,
-            tokens=tokens,
-            retry=retry,
-            timeouts=timeouts,
-            headers=headers,
-        )
-
     async def request(
         self,
         method: str,
