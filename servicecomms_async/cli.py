@@ -692,9 +692,9 @@ def _graph_choice(enum_cls: type[CaseInsensitiveEnum]) -> Callable[[str], str]:
     known: list[str] = [str(m.value) for m in enum_cls if m.value != "unknownFutureValue"]
 
     def parse(value: str) -> str:
-        for member in known:
-            if member.lower() == value.strip().lower():
-                return member
+        member = str(enum_cls(value.strip()).value)  # the enum itself matches ignoring case
+        if member in known:
+            return member
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(known)}, got {value!r}")
 
     return parse
