@@ -369,6 +369,12 @@ class TenantModel:
     status_time: str
 
 
+def json_copy(items: list[Json]) -> list[Json]:
+    """A deep copy of JSON items that a caller may change without changing what is served."""
+    result: list[Json] = orjson.loads(orjson.dumps(items))
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class TenantDataset:
     """The wire dicts (configured shape) served for one tenant, in served order."""
@@ -1061,15 +1067,11 @@ class DataStore:
         """Deep copies of everything served for ``tenant`` (callers may mutate them)."""
         model = self.model(tenant)
 
-        def copy(items: list[Json]) -> list[Json]:
-            result: list[Json] = orjson.loads(orjson.dumps(items))
-            return result
-
         return TenantDataset(
-            services=copy(self.status_list("Services", tenant)),
-            current_status=copy(self.status_list("CurrentStatus", tenant)),
-            historical_status=copy(self.status_list("HistoricalStatus", tenant)),
-            messages=copy(self.messages(tenant, range(model.message_count))),
+            services=json_copy(self.status_list("Services", tenant)),
+            current_status=json_copy(self.status_list("CurrentStatus", tenant)),
+            historical_status=json_copy(self.status_list("HistoricalStatus", tenant)),
+            messages=json_copy(self.messages(tenant, range(model.message_count))),
         )
 
     def make_tenant_ids(self) -> list[str]:

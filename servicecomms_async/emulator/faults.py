@@ -44,10 +44,22 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 
-import orjson
 from aiohttp import web
 
-from .graph import APP_TOKEN_PREFIX, USER_TOKEN_PREFIX, graph_error, is_graph_path
+from .errors import (
+    AF429_BODY,
+    AF10001_BODY,
+    AF20002_BODY,
+    AF50000_BODY,
+    GRAPH_429_BODY,
+    HTTPSYS_503_BODY,
+    JSON_TYPE,
+    NOT_FOUND_BODY,
+    STACK_TRACE_BODY,
+    graph_error,
+    graph_throttled,
+)
+from .graph import APP_TOKEN_PREFIX, USER_TOKEN_PREFIX, is_graph_path
 from .parsing import bearer_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -265,14 +277,13 @@ class FaultInjector:
         if graph is not None:
             # Graph answers in its own error shape, with a request id that matches its header.
             status, code, message = graph
-            response = graph_error(status, code, message, request=request)
+            response = (
+                graph_throttled(request)
+                if status == 429
+                else graph_error(status, code, message, request=request)
+            )
             body = response.body if isinstance(response.body, bytes) else body
             headers.update(response.headers)
-            if status == 429:
-                # The captured body's extra innerError fields, with this response's id and date.
-                captured = orjson.loads(_GRAPH_429)
-                captured["error"]["innerError"].update(orjson.loads(body)["error"]["innerError"])
-                body = orjson.dumps(captured)
         if (
             fault in (Fault.THROTTLE_429, Fault.THROTTLE_AF429)
             and self.plan.retry_after is not None
@@ -356,54 +367,9 @@ def _as_iterable(value: object, name: str) -> Iterable[Fault | str]:
     return value
 
 
-# Bodies as the real services sent them (tests/fixtures holds the same payloads with their sources).
-_GRAPH_429 = (
-    b'{"error":{"code":"TooManyRequests","innerError":{"code":"429","date":"2020-08-18T12:51:51",'
-    b'"message":"Please retry after","request-id":"94fb3b52-452a-4535-a601-69e0a90e3aa2",'
-    b'"status":"429"},"message":"Please retry again later."}}'
-)
-_AF429 = (
-    b'{"error":{"code":"AF429","message":"Too many requests. Method=GetBlob, '
-    b'PublisherId=00000000-0000-0000-0000-000000000000"}}'
-)
-_AF50000 = (
-    b'{"error":{"code":"AF50000","message":"An internal error occurred.  Retry the request."}}'
-)
-_STACK_TRACE = (
-    b"System.Collections.Generic.KeyNotFoundException: The given key was not present in the "
-    b"dictionary.\n"
-    b"   at System.ThrowHelper.ThrowKeyNotFoundException()\n"
-    b"   at System.Collections.Generic.Dictionary`2.get_Item(TKey key)\n"
-    b"   at Microsoft.Office365ServiceComms.Common.OAuthAuthorizeAttribute.OnAuthorization("
-    b"HttpActionContext actionContext)\n"
-    b"   at System.Web.Http.Filters.AuthorizationFilterAttribute.OnAuthorizationAsync("
-    b"HttpActionContext actionContext, CancellationToken cancellationToken)\n"
-)
-# What HTTP.sys (in front of the IIS-hosted service) sends when the application pool is down.
-_HTTPSYS_503 = (
-    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
-    b"<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n"
-    b'<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
-    b"<BODY><h2>Service Unavailable</h2>\r\n"
-    b"<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n"
-    b"</BODY></HTML>\r\n"
-)
-_AF10001 = (
-    b'{"error":{"code":"AF10001","message":"The permission set () sent in the request does not '
-    b'include the expected permission."}}'
-)
-_NOT_FOUND = (
-    b'{"error":{"code":"NotFound","message":"No HTTP resource was found that matches the request '
-    b'URI."}}'
-)
-_AF20002 = (
-    b'{"error":{"code":"AF20002","message":"Invalid parameter type. A parameter was sent with a '
-    b'value of the wrong type."}}'
-)
-_JSON = "application/json; charset=utf-8"
 # Microsoft Graph paths: (status, code, message) in Graph's error shape. Graph throttles only with 429
-# (the captured body above), so the legacy 403 AF429 fault becomes that too; the plain-text 500 stays
-# text, as a gateway in front of any service can send.
+# (the captured body, errors.GRAPH_429_BODY), so the legacy 403 AF429 fault becomes that too; the
+# plain-text 500 stays text, as a gateway in front of any service can send.
 _GRAPH_CANNED: Mapping[Fault, tuple[int, str, str]] = {
     Fault.THROTTLE_429: (429, "TooManyRequests", "Please retry again later."),
     Fault.THROTTLE_AF429: (429, "TooManyRequests", "Please retry again later."),
@@ -423,13 +389,13 @@ _GRAPH_CANNED: Mapping[Fault, tuple[int, str, str]] = {
     Fault.BAD_REQUEST: (400, "BadRequest", "Invalid request."),
 }
 _CANNED: Mapping[Fault, tuple[int, str, bytes]] = {
-    Fault.THROTTLE_429: (429, _JSON, _GRAPH_429),
-    Fault.THROTTLE_AF429: (403, _JSON, _AF429),
-    Fault.SERVER_ERROR: (500, _JSON, _AF50000),
-    Fault.SERVER_ERROR_TEXT: (500, "text/plain; charset=utf-8", _STACK_TRACE),
-    Fault.UNAVAILABLE: (503, "text/html; charset=us-ascii", _HTTPSYS_503),
-    Fault.UNAUTHORIZED: (401, _JSON, _AF10001),
-    Fault.FORBIDDEN: (403, _JSON, _AF10001),
-    Fault.NOT_FOUND: (404, _JSON, _NOT_FOUND),
-    Fault.BAD_REQUEST: (400, _JSON, _AF20002),
+    Fault.THROTTLE_429: (429, JSON_TYPE, GRAPH_429_BODY),
+    Fault.THROTTLE_AF429: (403, JSON_TYPE, AF429_BODY),
+    Fault.SERVER_ERROR: (500, JSON_TYPE, AF50000_BODY),
+    Fault.SERVER_ERROR_TEXT: (500, "text/plain; charset=utf-8", STACK_TRACE_BODY),
+    Fault.UNAVAILABLE: (503, "text/html; charset=us-ascii", HTTPSYS_503_BODY),
+    Fault.UNAUTHORIZED: (401, JSON_TYPE, AF10001_BODY),
+    Fault.FORBIDDEN: (403, JSON_TYPE, AF10001_BODY),
+    Fault.NOT_FOUND: (404, JSON_TYPE, NOT_FOUND_BODY),
+    Fault.BAD_REQUEST: (400, JSON_TYPE, AF20002_BODY),
 }

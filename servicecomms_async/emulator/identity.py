@@ -96,7 +96,6 @@ Nothing here logs or echoes a secret, an assertion or a token.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -110,26 +109,34 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-import trustme
 from aiohttp import web
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
+from .errors import JSON_TYPE, entra_error, graph_error, odata_error
 from .graph import (
     GRAPH_AUDIENCES,
     SERVICE_HEALTH_READ,
     SERVICE_MESSAGE_READ,
     SERVICE_MESSAGE_VIEWPOINT_WRITE,
     GraphCaller,
-    graph_error,
 )
 from .parsing import GUID_RE, b64url_decode, b64url_encode, is_domain_name
+from .server import LoopbackServer
+
+# trustme and cryptography come with the "emulator" extra; without them this module still imports,
+# and IdentityServer and generate_client_certificate say what to install (_require_extra).
+try:
+    import trustme
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.x509.oid import NameOID
+except ImportError as missing:
+    _MISSING_EXTRA: ImportError | None = missing
+else:
+    _MISSING_EXTRA = None
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -152,7 +159,17 @@ GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (*GRAPH_ROLES, SERVICE_MESSAGE_VIEWPOI
 # Permissions Graph defines for delegated use only: an application token cannot hold them.
 _DELEGATED_ONLY = frozenset({SERVICE_MESSAGE_VIEWPOINT_WRITE})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-_JSON = "application/json; charset=utf-8"
+INSTALL_HINT = 'install with pip install "servicecomms-async[emulator]"'
+
+
+def _require_extra() -> None:
+    """Raise the ``ImportError`` that says what to install when trustme or cryptography is missing."""
+    if _MISSING_EXTRA is not None:
+        raise ImportError(
+            f"the emulator's identity server needs trustme and cryptography "
+            f"({_MISSING_EXTRA}): {INSTALL_HINT}",
+            name=_MISSING_EXTRA.name,
+        ) from _MISSING_EXTRA
 
 
 @dataclass(frozen=True)
@@ -222,6 +239,7 @@ class _Invalid(Exception):
 def generate_client_certificate(common_name: str = "servicecomms-async test app") -> bytes:
     """A self-signed RSA certificate and its private key in one PEM (what ``CertificateCredential``
     takes as ``certificate_data``). Register it with ``register_app(certificate=pem)``."""
+    _require_extra()
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(timezone.utc)
@@ -243,7 +261,7 @@ def generate_client_certificate(common_name: str = "servicecomms-async test app"
     return key_pem + cert.public_bytes(serialization.Encoding.PEM)
 
 
-class IdentityServer:
+class IdentityServer(LoopbackServer):
     """A Microsoft Entra ID v2.0 token endpoint for tests (see the module docstring for the contract).
 
     ``token_lifetime`` seconds (an int of 1 or more; change it at any time), ``audience`` (the resource
@@ -261,14 +279,12 @@ class IdentityServer:
         clock_skew: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError(f"host must be a loopback address such as 127.0.0.1, got {host!r}")
+        _require_extra()
+        super().__init__(host=host, port=port)
         self.token_lifetime = token_lifetime
         self.audience = audience.rstrip("/")
         self.clock_skew = clock_skew
         self._clock = clock
-        self._host = host
-        self._port = port
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = b64url_encode(
             hashlib.sha1(  # a key id, as Entra's x5t: not a security use
@@ -283,9 +299,6 @@ class IdentityServer:
         self._certificates: dict[str, _Certificate] = {}  # by client id
         self._revoked: set[str] = set()
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._bound_port: int | None = None
         self.token_requests: Counter[str] = Counter()
         self.claims_requests: list[str] = []
         self.issued: list[IssuedToken] = []
@@ -432,17 +445,12 @@ class IdentityServer:
 
     # -- server --
 
-    @property
-    def port(self) -> int:
-        if self._bound_port is None:
-            raise RuntimeError("the identity server is not started")
-        return self._bound_port
+    server_name = "the identity server"
 
     @property
     def authority(self) -> str:
         """``https://127.0.0.1:PORT``: pass as ``authority=`` to azure-identity credentials."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"https://{host}:{self.port}"
+        return self.origin
 
     @property
     def ca_path(self) -> str:
@@ -460,56 +468,25 @@ class IdentityServer:
     def token_endpoint(self, tenant: str) -> str:
         return f"{self.authority}/{tenant}/oauth2/v2.0/token"
 
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("the identity server is already started")
+    def _setup(self) -> ssl.SSLContext:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="servicecomms-identity-")
         self._ca.cert_pem.write_to_path(str(Path(self._tmpdir.name) / "identity-ca.pem"))
         server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "::1", "localhost").configure_cert(server_context)
+        names = dict.fromkeys(("127.0.0.1", "::1", "localhost", self._host))
+        self._ca.issue_cert(*names).configure_cert(server_context)
+        return server_context
+
+    def _teardown(self) -> None:
+        tmpdir, self._tmpdir = self._tmpdir, None
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+    def _build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
         app.router.add_get("/{tenant}/discovery/v2.0/keys", self._keys)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        assert runner.server is not None
-        try:
-            loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(
-                runner.server, self._host, self._port, ssl=server_context
-            )
-        except BaseException:
-            await runner.cleanup()
-            self._tmpdir.cleanup()
-            self._tmpdir = None
-            raise
-        self._runner = runner
-        self._bound_port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        server, runner, tmpdir = self._server, self._runner, self._tmpdir
-        self._server = self._runner = self._tmpdir = None
-        if server is not None:
-            server.close()
-        if runner is not None:
-            await runner.cleanup()
-        if server is not None:
-            await server.wait_closed()
-        if tmpdir is not None:
-            tmpdir.cleanup()
-
-    async def __aenter__(self) -> IdentityServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        return app
 
     # -- token endpoint --
 
@@ -773,7 +750,7 @@ class IdentityServer:
         return web.Response(
             body=json.dumps(body).encode(),
             headers={
-                "Content-Type": _JSON,
+                "Content-Type": JSON_TYPE,
                 "Cache-Control": "no-store, no-cache",
                 "Pragma": "no-cache",
                 "x-ms-request-id": str(uuid.uuid4()),
@@ -781,26 +758,13 @@ class IdentityServer:
         )
 
     def _entra_error(self, refused: _Refused) -> web.Response:
-        trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-        moment = datetime.fromtimestamp(self._clock(), timezone.utc)
-        timestamp = moment.strftime("%Y-%m-%d %H:%M:%SZ")
-        description = (
-            f"AADSTS{refused.code}: {refused.description}\r\nTrace ID: {trace_id}\r\n"
-            f"Correlation ID: {correlation_id}\r\nTimestamp: {moment.strftime('%Y-%m-%d %H:%M:%S')}Z"
-        )
-        body = {
-            "error": refused.error,
-            "error_description": description,
-            "error_codes": [refused.code],
-            "timestamp": timestamp,
-            "trace_id": trace_id,
-            "correlation_id": correlation_id,
-            "error_uri": f"{self.authority}/error?code={refused.code}",
-        }
-        return web.Response(
-            status=refused.status,
-            body=json.dumps(body).encode(),
-            headers={"Content-Type": _JSON, "Cache-Control": "no-store, no-cache"},
+        return entra_error(
+            refused.status,
+            refused.error,
+            refused.code,
+            refused.description,
+            now=self._clock(),
+            authority=self.authority,
         )
 
     # -- discovery --
@@ -866,15 +830,8 @@ class IdentityServer:
         except _Invalid as invalid:
             self.rejections[invalid.reason] += 1
             log.debug("API request for tenant %s refused: %s", tenant, invalid.reason)
-            body = {"error": {"code": invalid.code, "message": invalid.message}}
-            return web.Response(
-                status=401,
-                body=json.dumps(body).encode(),
-                headers={
-                    "Content-Type": _JSON,
-                    "WWW-Authenticate": 'Bearer error="invalid_token"',
-                },
-            )
+            challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            return odata_error(401, invalid.code, invalid.message, **challenge)
         self.accepted += 1
         return None
 

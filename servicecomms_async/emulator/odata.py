@@ -1,4 +1,4 @@
-"""A small OData ``$filter`` parser/evaluator and ``$select`` handling.
+"""A small OData ``$filter`` parser/evaluator and the ``$select`` parser, for the legacy and Graph routes.
 
 Grammar (whitespace-separated, keywords and operators lower case as OData requires)::
 
@@ -442,28 +442,36 @@ def parse_filter(
     return _Parser(text, fields, aliases or {}).parse()
 
 
-def parse_select(text: str, allowed: Sequence[str]) -> frozenset[str] | None:
-    """Parse ``$select`` into the set of canonical wire names, or None for ``*``.
+def select_names(text: str, allowed: Sequence[str]) -> list[str] | None:
+    """Parse ``$select`` into canonical wire names, in request order and each once, or None for ``*``.
 
-    Names are comma-separated and resolved case-insensitively against ``allowed``; an
-    empty entry or an unknown name raises :class:`ODataError`.
+    The one ``$select`` parser of the legacy and the Graph routes. Names are comma-separated and
+    resolved case-insensitively against ``allowed``; an empty entry or an unknown name raises
+    :class:`ODataError` listing the valid names.
     """
     by_lower = {name.lower(): name for name in allowed}
-    out: set[str] = set()
+    names: list[str] = []
     for raw in text.split(","):
         name = raw.strip()
         if name == "*":
             return None
-        if not name:
-            raise ODataError("Invalid $select: empty property name.")
         canonical = by_lower.get(name.lower())
         if canonical is None:
-            raise ODataError(
-                f"Invalid $select: {name!r} is not a property of this entity. "
-                f"Valid properties: {', '.join(allowed)}."
+            problem = (
+                f"{name[:64]!r} is not a property of this resource"
+                if name
+                else "empty property name"
             )
-        out.add(canonical)
-    return frozenset(out)
+            raise ODataError(f"Invalid $select: {problem}. Valid properties: {', '.join(allowed)}.")
+        if canonical not in names:
+            names.append(canonical)
+    return names
+
+
+def parse_select(text: str, allowed: Sequence[str]) -> frozenset[str] | None:
+    """The set of names :func:`select_names` finds in ``text``, or None for ``*``."""
+    names = select_names(text, allowed)
+    return None if names is None else frozenset(names)
 
 
 def apply_select(item: Mapping[str, object], selected: frozenset[str]) -> dict[str, object]:
