@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .app import run_forever
 from .config import EmulatorConfig
+from .server import BindError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(config, args.host, args.port))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(config, args.host, args.port))
+    except (ValueError, BindError) as exc:  # a host that is not loopback, a port in use
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,9 +1,9 @@
 """Static catalogue: workloads, features and the text templates messages are built from.
 
 Workload ids, display names and feature names/display names come from the real
-captures (shared/fixtures/real: services.json, currentstatus.json, messages_*.json),
-the documentation samples, and the GitHub issues cited in api-facts.md. Where no
-real feature list is known, the features are marked ``# invented``.
+captures (tests/fixtures: services.json, currentstatus.json, messages_*.json, with their
+sources in tests/fixtures/SOURCES.md), the documentation samples, and the GitHub issues
+cited beside them. Where no real feature list is known, the features are marked ``# invented``.
 """
 
 from __future__ import annotations
