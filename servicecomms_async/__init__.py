@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from ._config import Limits, Timeout
 from .clouds import Cloud
 from .errors import (
     APIStatusError,
@@ -27,6 +28,7 @@ from .errors import (
     UnexpectedResponseError,
 )
 from .graph import GraphClient
+from .legacy import TenantClient
 from .models import (
     Feature,
     FeatureStatus,
@@ -42,8 +44,6 @@ from .paging import AsyncPager, Page
 from .retry import RetryPolicy
 from .scan import Scan, ScanItem, ScanProgress, ScanResult, TenantDone, TenantFailed
 from .session import ServiceCommsSession
-from .tenant import TenantClient
-from .transport import Limits, Timeout
 
 __all__ = [
     "APIStatusError",

@@ -45,12 +45,13 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast, runtime_checkable
 
 import anyio
 import anyio.to_thread
 
+from . import _constants
 from .errors import CredentialError
 
 __all__ = [
@@ -68,12 +69,10 @@ __all__ = [
 
 logger = logging.getLogger("servicecomms_async.auth")
 
-REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is refreshed
-REFRESH_JITTER = 60.0  # plus up to this many seconds, at random
-RETRY_REFRESH_WITHIN = (
-    30.0  # a refresh that could not replace a still-valid token is retried this soon
-)
-REFUSED_AGAIN_WINDOW = 30.0  # a token that replaced a refused one is not dropped again this soon
+REFRESH_MARGIN = _constants.TOKEN_REFRESH_MARGIN
+REFRESH_JITTER = _constants.TOKEN_REFRESH_JITTER
+RETRY_REFRESH_WITHIN = _constants.TOKEN_RETRY_REFRESH_WITHIN
+REFUSED_AGAIN_WINDOW = _constants.TOKEN_REFUSED_AGAIN_WINDOW
 
 
 class Secret:
@@ -122,6 +121,9 @@ class TokenCredential(Protocol):
 
 Credential = AsyncTokenCredential | TokenCredential
 
+StaticToken = str | Callable[[str], str] | Callable[[str], Awaitable[str]]
+"""A bearer token for every tenant, or ``tenant_id -> token`` (a plain or an ``async`` callable)."""
+
 CredentialFactory = Callable[[str], Credential]
 """``tenant_id -> credential``: a new credential per customer tenant (the session closes them)."""
 
@@ -146,9 +148,9 @@ class StaticTokenProvider:
     """Bearer tokens the caller manages: one ``token`` for every tenant, or a ``tenant -> token`` callable
     (tests, the emulator, callers with their own token store). A 401 is final: nothing can refresh them."""
 
-    def __init__(self, token: str | Callable[[str], str]) -> None:
+    def __init__(self, token: StaticToken) -> None:
         if callable(token):
-            self._per_tenant: Callable[[str], str] | None = token
+            self._per_tenant: Callable[[str], str | Awaitable[str]] | None = token
             self._token: Secret | None = None
         else:
             self._per_tenant = None
@@ -158,7 +160,10 @@ class StaticTokenProvider:
         if self._token is not None:
             return self._token
         assert self._per_tenant is not None
-        return Secret(_checked_token(self._per_tenant(tenant)))
+        token = self._per_tenant(tenant)
+        if inspect.isawaitable(token):  # an async callable: ``async def token(tenant) -> str``
+            token = await token
+        return Secret(_checked_token(token, source=f"the token callable for tenant {tenant}"))
 
     def invalidate(self, tenant: str, token: Secret) -> None:
         """A static token cannot be refreshed; the retry after a 401 will fail the same way."""
@@ -170,14 +175,18 @@ class StaticTokenProvider:
         return "StaticTokenProvider(token=***)"
 
 
-def _checked_token(token: object) -> str:
-    if not isinstance(token, str) or not token.strip():
-        raise ValueError("token must be a non-empty string")
+def _checked_token(token: object, *, source: str = "token") -> str:
+    if not isinstance(token, str):
+        raise TypeError(f"{source} must give a str (the access token), got {type(token).__name__}")
+    if not token.strip():
+        raise ValueError(f"{source} must give a non-empty string")
     token = token.strip()
     if token[:7].lower() == "bearer ":
-        raise ValueError("token must be the access token itself, without the 'Bearer ' prefix")
+        raise ValueError(
+            f"{source} must give the access token itself, without the 'Bearer ' prefix"
+        )
     if any(c.isspace() for c in token):
-        raise ValueError("token must not contain whitespace")
+        raise ValueError(f"{source} must give a token without whitespace")
     return token
 
 

@@ -38,10 +38,10 @@ Microsoft Graph (the successor API, ``api="graph"`` on the session): ``graph_bas
 
 from __future__ import annotations
 
-import ipaddress
-
 import attrs
 from yarl import URL
+
+from ._validate import is_loopback_host
 
 __all__ = [
     "CHINA",
@@ -53,18 +53,6 @@ __all__ = [
     "Cloud",
     "get_cloud",
 ]
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """``localhost`` or a loopback address: the only hosts plain http is allowed for (the emulator)."""
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _https_url(instance: Cloud, attribute: attrs.Attribute[str], value: str) -> None:
@@ -117,23 +105,6 @@ class Cloud:
     def _check_graph_token_scope(self, _: attrs.Attribute[str | None], value: str | None) -> None:
         if value is not None:
             _default_scope(value)
-
-    def api_root(self, api: str) -> tuple[str, str]:
-        """The base URL and token scope of ``api`` (``"legacy"`` or ``"graph"``) in this cloud."""
-        if api == "legacy":
-            return self.base_url, self.token_scope
-        if self.graph_base_url is None or self.graph_token_scope is None:
-            raise ValueError(f"cloud {self.name!r} has no Microsoft Graph endpoint configured")
-        return self.graph_base_url, self.graph_token_scope
-
-    @property
-    def resource(self) -> str:
-        """The token audience: the scope without ``/.default`` (``https://manage.office.com``)."""
-        return self.token_scope.removesuffix("/.default")
-
-    def tenant_url(self, tenant: str) -> str:
-        """The ServiceComms root for one tenant: ``{base_url}/{tenant}/ServiceComms``."""
-        return f"{self.base_url.rstrip('/')}/{tenant}/ServiceComms"
 
     def token_endpoint(self, tenant: str) -> str:
         """The v2.0 token endpoint of ``tenant`` at this cloud's authority."""

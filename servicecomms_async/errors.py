@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._constants import THROTTLE_CODE
+
 
 class ServiceCommsError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -215,9 +217,15 @@ class ServerError(APIStatusError):
 RETIRED_MARKER = "please use msgraph"
 
 
+def is_throttling(status: int, code: str | None) -> bool:
+    """Whether an error answer means "slow down": HTTP 429, or the Management API's 403 with code
+    AF429. The one place this is decided; the error classes and the retry policy both ask here."""
+    return status == 429 or (status == 403 and code is not None and code.upper() == THROTTLE_CODE)
+
+
 def status_error_class(status: int, code: str | None, text: str) -> type[APIStatusError]:
     """The most specific error class for an error response."""
-    if status == 429 or (status == 403 and code is not None and code.upper() == "AF429"):
+    if is_throttling(status, code):
         return ThrottledError
     if status >= 500:
         return ServerError

@@ -14,18 +14,21 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 from yarl import URL
 
+from . import _constants
+from ._odata import encode_query
+from ._transport import Response
+from ._validate import validate_page_size
 from .convert import WireConverter, structure_items
 from .errors import PagingError, UnexpectedResponseError
-from .transport import Response, encode_query
 
 T = TypeVar("T")
 
-DEFAULT_MAX_PAGES = 10_000
+DEFAULT_MAX_PAGES = _constants.MAX_PAGES
 NEXT_LINK = "@odata.nextLink"
 
 
@@ -64,6 +67,34 @@ class PageQuery:
             return self.endpoint
         return URL(f"{self.endpoint}?{encode_query(params)}", encoded=True)
 
+
+@attrs.frozen(kw_only=True)
+class PagingRule:
+    """How an API is asked for pages of ``page_size`` items (from 1 to ``max_page_size``).
+
+    Both rules follow ``@odata.nextLink`` verbatim whenever a response carries one. ``$top``/``$skip``
+    (the legacy API) sends the page size as ``$top`` and, without a next link, asks for the next
+    ``$skip`` until a short page; ``Prefer`` (Microsoft Graph) sends it as ``Prefer:
+    odata.maxpagesize`` and never as ``$top``, which on Graph's ``/issues`` suppresses the next link.
+    """
+
+    page_size_in: Literal["$top", "Prefer"]
+    max_page_size: int
+
+    def query(
+        self, endpoint: URL, params: dict[str, str], page_size: object
+    ) -> tuple[PageQuery, dict[str, str] | None]:
+        """The first page's query and the request headers for ``page_size`` (None: the server's)."""
+        if page_size is not None:
+            page_size = validate_page_size(page_size, maximum=self.max_page_size)
+        if self.page_size_in == "$top":
+            return PageQuery(endpoint=endpoint, params=params, page_size=page_size), None
+        headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size is not None else None
+        return PageQuery(endpoint=endpoint, params=params), headers
+
+
+TOP_SKIP = PagingRule(page_size_in="$top", max_page_size=_constants.LEGACY_MAX_PAGE_SIZE)
+NEXT_LINK_PREFER = PagingRule(page_size_in="Prefer", max_page_size=_constants.GRAPH_MAX_PAGE_SIZE)
 
 Fetch = Callable[[URL], Awaitable[Response]]
 

@@ -28,8 +28,11 @@ from typing import Any
 
 import attrs
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-THROTTLE_CODE = "AF429"
+from . import _constants
+from .errors import is_throttling
+
+RETRY_STATUSES = _constants.RETRY_STATUSES
+THROTTLE_CODE = _constants.THROTTLE_CODE
 
 _testing = False
 
@@ -72,11 +75,13 @@ class RetryPolicy:
     """How a request is retried. Pass one to the session (``retry=``), or per call: every operation
     takes ``retry=``. ``deadline`` may be ``math.inf``; ``RetryPolicy.never()`` makes one attempt."""
 
-    attempts: int = attrs.field(default=5)
-    deadline: float = attrs.field(default=60.0, validator=_seconds(minimum_exclusive=True))
-    backoff_initial: float = attrs.field(default=0.5, validator=_seconds())
-    backoff_max: float = attrs.field(default=30.0, validator=_seconds())
-    retry_after_cap: float = attrs.field(default=60.0, validator=_seconds())
+    attempts: int = attrs.field(default=_constants.RETRY_ATTEMPTS)
+    deadline: float = attrs.field(
+        default=_constants.RETRY_DEADLINE, validator=_seconds(minimum_exclusive=True)
+    )
+    backoff_initial: float = attrs.field(default=_constants.BACKOFF_INITIAL, validator=_seconds())
+    backoff_max: float = attrs.field(default=_constants.BACKOFF_MAX, validator=_seconds())
+    retry_after_cap: float = attrs.field(default=_constants.RETRY_AFTER_CAP, validator=_seconds())
 
     @attempts.validator
     def _check_attempts(self, _: attrs.Attribute[int], value: int) -> None:
@@ -90,9 +95,7 @@ class RetryPolicy:
 
     @staticmethod
     def is_retryable_status(status: int, code: str | None) -> bool:
-        if status in RETRY_STATUSES:
-            return True
-        return status == 403 and code is not None and code.upper() == THROTTLE_CODE
+        return status in RETRY_STATUSES or is_throttling(status, code)
 
     def backoff(self, retry_number: int) -> float:
         """The full-jitter wait before retry ``retry_number`` (1 for the first retry)."""

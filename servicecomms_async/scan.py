@@ -29,6 +29,12 @@ Contract:
   a slow consumer does not count against it.
 * **Progress.** :attr:`Scan.progress` is a live :class:`ScanProgress`; ``on_progress`` is called with it
   each time a tenant finishes.
+* **A broken operation stops the scan.** When the first tenants (three, or all of them if fewer) fail
+  with the same programming error before delivering anything (an ``AttributeError``, ``TypeError`` or
+  ``NameError``, or a ``ValueError`` from calling the operation itself: a typo, a method of the other
+  API, a bad argument), the scan stops and raises that error from ``async for`` instead of reporting
+  every tenant as failed with it. Their results are held back until that is decided; a tenant that
+  succeeds or fails otherwise releases them.
 
 The task group lives in the :class:`Scan` context manager, never in an async generator (see anyio's
 notes on cancel scopes and async generators); iterating a scan just receives from a memory stream.
@@ -42,18 +48,16 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import _constants
+from ._validate import validate_int, validate_seconds, validate_tenant_id
 from .errors import RequestTimeoutError, ServiceCommsError
-from .query import validate_tenant_id
-
-if TYPE_CHECKING:
-    from .session import ServiceCommsSession
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -69,13 +73,20 @@ __all__ = [
 logger = logging.getLogger("servicecomms_async.scan")
 
 T = TypeVar("T")
+C = TypeVar("C")
 
-DEFAULT_CONCURRENCY = 50
+DEFAULT_CONCURRENCY = _constants.SCAN_CONCURRENCY
 
-Operation = Callable[[Any], AsyncIterable[T]]
-"""What a scan runs per tenant: takes the tenant's client (a :class:`~servicecomms_async.tenant.TenantClient`,
-or a :class:`~servicecomms_async.graph.GraphClient` when the session has ``api="graph"``) and returns its
-items (e.g. a pager)."""
+Operation = Callable[[C], AsyncIterable[T]]
+"""What a scan runs per tenant: takes the tenant's client (a :class:`~servicecomms_async.TenantClient`
+on a legacy session, a :class:`~servicecomms_async.GraphClient` on a Graph one) and returns its items
+(e.g. a pager)."""
+
+ClientFor = Callable[[str], C]
+"""``tenant_id -> client``: how a scan gets each tenant's client (ids arrive validated and normalised)."""
+
+# Raised by a broken operation rather than by a tenant's data; see "A broken operation stops the scan".
+_PROGRAMMING_ERRORS = (AttributeError, TypeError, NameError)
 
 
 @attrs.frozen
@@ -205,9 +216,9 @@ class Scan(Generic[T]):
 
     def __init__(
         self,
-        session: ServiceCommsSession,
+        client_for: ClientFor[C],
         tenant_ids: Iterable[str],
-        operation: Operation[T],
+        operation: Operation[C, T],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         tenant_timeout: float | None = None,
@@ -216,30 +227,24 @@ class Scan(Generic[T]):
     ) -> None:
         if not callable(operation):
             raise TypeError(
-                "operation must be a callable taking a TenantClient and returning its items, such "
-                f"as lambda t: t.current_status(); got {type(operation).__name__}"
+                "operation must be a callable taking a tenant's client and returning its items, "
+                f"such as lambda t: t.current_status(); got {type(operation).__name__}"
             )
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int of 1 or more, got {concurrency!r}")
-        if tenant_timeout is not None and (
-            isinstance(tenant_timeout, bool)
-            or not isinstance(tenant_timeout, (int, float))
-            or not 0 < tenant_timeout < math.inf
-        ):
-            raise ValueError(
-                f"tenant_timeout must be None or a number of seconds above 0, got {tenant_timeout!r}"
-            )
+        concurrency = validate_int(concurrency, "concurrency")
+        if tenant_timeout is not None:
+            tenant_timeout = validate_seconds(tenant_timeout, "tenant_timeout")
+            if tenant_timeout == math.inf:
+                raise ValueError("tenant_timeout must be finite, or None for no limit")
         if buffer_size is None:
-            buffer_size = max(64, concurrency)
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 0:
-            raise ValueError(f"buffer_size must be an int of 0 or more, got {buffer_size!r}")
+            buffer_size = max(_constants.SCAN_MIN_BUFFER, concurrency)
+        buffer_size = validate_int(buffer_size, "buffer_size", minimum=0)
         if on_progress is not None and not callable(on_progress):
             raise TypeError(f"on_progress must be callable, got {type(on_progress).__name__}")
-        self._session = session
         self._plan = plan_tenants(tenant_ids)
+        self._client_for = client_for
         self._operation = operation
         self.concurrency = concurrency
-        self.tenant_timeout = float(tenant_timeout) if tenant_timeout is not None else None
+        self.tenant_timeout = tenant_timeout
         self._buffer_size = buffer_size
         self._on_progress = on_progress
         self.progress = ScanProgress(tenants_total=len(self._plan))
@@ -248,6 +253,12 @@ class Scan(Generic[T]):
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[ScanResult[T]] | None = None
         self._entered = False
+        # Programming errors from the first tenants, held back until it is clear whether the
+        # operation itself is broken (None once a tenant has shown that it is not).
+        valid = sum(1 for planned in self._plan if planned.invalid is None)
+        self._suspects: list[TenantFailed] | None = []
+        self._suspects_needed = min(_constants.SCAN_PROGRAMMING_ERROR_TENANTS, valid)
+        self._broken: BaseException | None = None
 
     @property
     def tenant_ids(self) -> list[str]:
@@ -315,10 +326,14 @@ class Scan(Generic[T]):
         except anyio.WouldBlock:
             pass
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._broken is not None:
+                raise self._broken from None
             raise StopAsyncIteration from None
         try:
             return await receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._broken is not None:
+                raise self._broken from None
             raise StopAsyncIteration from None
 
     # -- work ---------------------------------------------------------------------------------------
@@ -360,7 +375,7 @@ class Scan(Generic[T]):
                 outcome: TenantDone | TenantFailed
                 iterator: AsyncIterator[T] | None = None
                 try:
-                    iterator = aiter(self._operation(self._session.client(tenant)))
+                    iterator = aiter(self._operation(self._client_for(tenant)))
                     while True:
                         step_started = time.monotonic()
                         try:
@@ -369,28 +384,66 @@ class Scan(Generic[T]):
                             break
                         if budget is not None:
                             budget -= time.monotonic() - step_started
+                        if count == 0 and self._suspects is not None:
+                            await self._release_suspects(send)
                         await _send(send, ScanItem(tenant, item))
                         count += 1
                         progress.items += 1
                         progress.active[tenant] = count
                 except Exception as exc:
-                    if not isinstance(exc, ServiceCommsError):
-                        logger.warning(
-                            "tenant %s failed with an unexpected %s",
-                            tenant,
-                            type(exc).__name__,
-                            exc_info=True,
-                        )
                     outcome = TenantFailed(tenant, exc, count, time.monotonic() - started)
                 else:
                     outcome = TenantDone(tenant, count, time.monotonic() - started)
                 finally:
                     if iterator is not None:
                         await _close(iterator)
+                if self._suspects is not None:
+                    if self._is_suspect(outcome, called=iterator is not None):
+                        assert isinstance(outcome, TenantFailed)
+                        self._hold(outcome)
+                        return
+                    await self._release_suspects(send)
+                _log_unexpected(outcome)
                 await self._finish(send, outcome)
         finally:
             progress.active.pop(tenant, None)
             self._limiter.release_on_behalf_of(borrower)
+
+    def _is_suspect(self, outcome: TenantDone | TenantFailed, *, called: bool) -> bool:
+        """A failure before any item with the same programming error as the ones held (a ValueError
+        counts only when calling the operation raised it, i.e. its arguments were wrong)."""
+        if not isinstance(outcome, TenantFailed) or outcome.count:
+            return False
+        error = outcome.error
+        if not isinstance(error, _PROGRAMMING_ERRORS) and not (
+            isinstance(error, ValueError) and not called
+        ):
+            return False
+        held = self._suspects
+        return not held or _same_error(held[0].error, error)
+
+    def _hold(self, outcome: TenantFailed) -> None:
+        held = self._suspects
+        assert held is not None
+        held.append(outcome)
+        if len(held) >= self._suspects_needed:
+            # The operation itself is broken: every tenant would fail the same way. Stop, and let
+            # the consumer's ``async for`` raise the error once.
+            self._broken = outcome.error
+            logger.error(
+                "stopping the scan: the operation raised %s for the first %d tenants",
+                type(outcome.error).__name__,
+                len(held),
+            )
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+
+    async def _release_suspects(self, send: MemoryObjectSendStream[ScanResult[T]]) -> None:
+        """The operation works for some tenant: the failures held back are ordinary results."""
+        held, self._suspects = self._suspects, None
+        for outcome in held or ():
+            _log_unexpected(outcome)
+            await self._finish(send, outcome)
 
     async def _next_item(self, iterator: AsyncIterator[T], budget: float | None, tenant: str) -> T:
         """The tenant's next item, within what is left of its ``tenant_timeout`` budget."""
@@ -418,6 +471,20 @@ class Scan(Generic[T]):
             progress.finished_at = time.monotonic()
         if self._on_progress is not None:
             self._on_progress(progress)
+
+
+def _log_unexpected(outcome: TenantDone | TenantFailed) -> None:
+    if isinstance(outcome, TenantFailed) and not isinstance(outcome.error, ServiceCommsError):
+        logger.warning(
+            "tenant %s failed with an unexpected %s",
+            outcome.tenant_id,
+            type(outcome.error).__name__,
+            exc_info=outcome.error,
+        )
+
+
+def _same_error(a: BaseException, b: BaseException) -> bool:
+    return type(a) is type(b) and str(a) == str(b)
 
 
 async def _close(iterator: AsyncIterator[Any]) -> None:

@@ -334,8 +334,8 @@ async def test_a_custom_operation_and_its_failures_stay_per_tenant(
     ("kwargs", "error", "message"),
     [
         ({"concurrency": 0}, ValueError, "concurrency"),
-        ({"concurrency": True}, ValueError, "concurrency"),
-        ({"concurrency": "10"}, ValueError, "concurrency"),
+        ({"concurrency": True}, TypeError, "concurrency"),
+        ({"concurrency": "10"}, TypeError, "concurrency"),
         ({"tenant_timeout": 0}, ValueError, "tenant_timeout"),
         ({"tenant_timeout": float("nan")}, ValueError, "tenant_timeout"),
         ({"buffer_size": -1}, ValueError, "buffer_size"),

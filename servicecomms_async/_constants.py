@@ -1,0 +1,54 @@
+"""Every default and limit of the library, in one place, written as the README writes them.
+
+Option objects (:class:`~servicecomms_async.Timeout`, :class:`~servicecomms_async.Limits`,
+:class:`~servicecomms_async.RetryPolicy`), the session, the clients, the scan and the command line read
+their defaults from here, so a number is never written twice.
+"""
+
+from __future__ import annotations
+
+# -- one attempt (Timeout) ---------------------------------------------------------------------------
+CONNECT_TIMEOUT = 10.0  # seconds to open the TCP/TLS connection
+READ_TIMEOUT = 30.0  # seconds without a byte from the server
+TOTAL_TIMEOUT = 60.0  # seconds for one attempt, from asking the pool to the last body byte
+
+# -- retries (RetryPolicy) ---------------------------------------------------------------------------
+RETRY_ATTEMPTS = 5  # attempts in all, the first one included
+RETRY_DEADLINE = 60.0  # seconds from the first attempt after which no retry starts
+BACKOFF_INITIAL = 0.5  # seconds: full jitter over min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (n - 1))
+BACKOFF_MAX = 30.0
+RETRY_AFTER_CAP = 60.0  # a longer Retry-After stops the retries instead of waiting
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # and 403 AF429 (errors.is_throttling)
+THROTTLE_CODE = "AF429"  # the Management API's throttling answer is HTTP 403 with this code
+
+# -- the pool (Limits) ---------------------------------------------------------------------------------
+MAX_CONNECTIONS = 100  # raised to a scan's concurrency when that is higher
+KEEPALIVE_TIMEOUT = 30.0  # seconds an idle connection is kept
+
+# -- responses -------------------------------------------------------------------------------------------
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger body is an UnexpectedResponseError
+ERROR_BODY_LIMIT = 64 * 1024  # characters of an error body kept on the exception
+MAX_PAGES = 10_000  # pages per stream before PagingError
+
+# -- paging, per API ------------------------------------------------------------------------------------
+LEGACY_PAGE_SIZE = 100  # $top of the legacy /Messages, also its documented maximum
+LEGACY_MAX_PAGE_SIZE = 100
+GRAPH_MAX_PAGE_SIZE = 1000  # Prefer: odata.maxpagesize on Graph's issues and messages
+GRAPH_MAX_IDS_PER_ACTION = 100  # viewpoint actions are sent in chunks of this many message ids
+
+# -- scans ------------------------------------------------------------------------------------------------
+SCAN_CONCURRENCY = 50  # tenants at once
+SCAN_MIN_BUFFER = 64  # result slots: max(SCAN_MIN_BUFFER, concurrency)
+SCAN_PROGRAMMING_ERROR_TENANTS = (
+    3  # the same AttributeError/TypeError from the first N tenants stops a scan
+)
+
+# -- tokens ------------------------------------------------------------------------------------------------
+TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is refreshed
+TOKEN_REFRESH_JITTER = 60.0  # plus up to this many seconds, at random
+TOKEN_RETRY_REFRESH_WITHIN = (
+    30.0  # a refresh that could not replace a still-valid token is retried this soon
+)
+TOKEN_REFUSED_AGAIN_WINDOW = (
+    30.0  # a token that replaced a refused one is not dropped again this soon
+)

@@ -1,0 +1,550 @@
+"""HTTP: the only module that imports aiohttp.
+
+:class:`Transport` owns one ``aiohttp.ClientSession`` (one connection pool for every tenant) and the
+token provider, sends a request, attaches the bearer token only when the URL has the API's own origin, retries by the
+:class:`~servicecomms_async.retry.RetryPolicy`, refreshes the token once on a 401, caps the body size,
+decodes JSON with orjson, and turns every failure into the library's typed errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import anyio
+import attrs
+import orjson
+from yarl import URL
+
+from . import _constants
+from ._config import Limits, Timeout
+from .auth import Secret, TokenProvider
+from .errors import (
+    APIStatusError,
+    ConnectError,
+    RequestTimeoutError,
+    ServiceCommsError,
+    SessionClosedError,
+    TLSError,
+    UnexpectedResponseError,
+    status_error_class,
+)
+from .retry import RetryPolicy, parse_retry_after
+
+logger = logging.getLogger("servicecomms_async.transport")
+
+DEFAULT_MAX_BODY_BYTES = _constants.MAX_BODY_BYTES
+
+
+@attrs.frozen
+class Response:
+    """A decoded JSON response and what a caller may want to know about it."""
+
+    data: Any
+    status: int
+    url: str
+    request_id: str | None
+    attempts: int
+
+
+def aiohttp_timeout(timeout: Timeout, *, remaining: float | None = None) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for ``timeout``, with ``total`` cut to ``remaining`` seconds when shorter."""
+    total = timeout.total
+    if remaining is not None and math.isfinite(remaining) and (total is None or remaining < total):
+        total = max(remaining, 0.001)  # aiohttp reads a total of 0 as "no limit"
+    return aiohttp.ClientTimeout(total=total, sock_connect=timeout.connect, sock_read=timeout.read)
+
+
+def same_origin(url: URL, origin: URL) -> bool:
+    return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+
+
+class Transport:
+    """One connection pool, the token provider and the request loop. Open with :meth:`open` inside the
+    running loop.
+
+    The pool's size is decided here and only here: ``limits.max_connections``, raised by
+    :meth:`ensure_pool_size` (a scan asks for its concurrency). It is enforced by an
+    ``anyio.CapacityLimiter`` around each attempt, which can be resized while requests run; aiohttp's
+    connector itself is unbounded, so nothing reaches into its private fields.
+    """
+
+    def __init__(
+        self,
+        *,
+        origin: URL,
+        tokens: TokenProvider,
+        timeout: Timeout,
+        limits: Limits,
+        retry: RetryPolicy,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        user_agent: str,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.origin = origin
+        self.tokens = tokens
+        self.timeout = timeout
+        self.limits = limits
+        self.retry = retry
+        self.max_body_bytes = max_body_bytes
+        self._headers = {"Accept": "application/json", "User-Agent": user_agent}
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: anyio.CapacityLimiter | None = (
+            None  # made in open(): it needs the running loop
+        )
+        self._closed = False
+        # One cancel scope per request in progress (attempts and the waits between them), so that
+        # closing the transport ends them with SessionClosedError instead of leaving them to hang.
+        self._in_progress: set[anyio.CancelScope] = set()
+        self.requests_sent = 0  # every HTTP attempt, for diagnostics and tests
+
+    async def open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("this session was closed; create a new ServiceCommsSession")
+        if self._session is None:
+            self._slots = anyio.CapacityLimiter(self.limits.max_connections)
+            connector = aiohttp.TCPConnector(
+                limit=0,  # the limiter bounds the pool
+                limit_per_host=0,
+                keepalive_timeout=self.limits.keepalive_timeout,
+                ssl=self._ssl,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp_timeout(self.timeout),
+                headers=self._headers,
+                raise_for_status=False,
+                auto_decompress=True,
+            )
+
+    async def aclose(self) -> None:
+        """Close the pool and the token provider; requests still in progress end with
+        SessionClosedError. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for scope in list(self._in_progress):
+            scope.cancel()
+        session, self._session = self._session, None
+        try:
+            if session is not None:
+                await session.close()
+        finally:
+            await self.tokens.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def ensure_pool_size(self, size: int) -> None:
+        """Grow the pool to at least ``size`` connections, even while requests are in flight."""
+        if size <= self.limits.max_connections:
+            return
+        self.limits = attrs.evolve(self.limits, max_connections=size)
+        if self._slots is not None:
+            self._slots.total_tokens = size
+
+    def connections_in_use(self) -> int:
+        """Connections currently checked out of the pool (0 when every response was released)."""
+        return 0 if self._slots is None else int(self._slots.borrowed_tokens)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._closed:
+                raise SessionClosedError("the session is closed")
+            raise SessionClosedError(
+                "the session is not open: use 'async with ServiceCommsSession(...)' or await open()"
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        *,
+        tenant: str,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        raw: bool = False,
+    ) -> Response:
+        """Send ``method url`` (with ``json_body`` as JSON, if given) and return the decoded JSON body,
+        or the body's bytes with ``raw=True``, retrying what the policy allows. Every request the
+        library sends is idempotent (reads, and Graph's viewpoint actions), so each may be retried.
+
+        Raises the last attempt's error when the policy stops, and SessionClosedError when the
+        transport is closed meanwhile (even in the middle of an attempt or of a wait).
+        """
+        self._client()  # fail fast, before a token is fetched, when the session is not open
+        with anyio.CancelScope() as scope:
+            self._in_progress.add(scope)
+            try:
+                return await self._request(
+                    _Call(method, url, headers, json_body, raw),
+                    tenant=tenant,
+                    policy=retry or self.retry,
+                    timeouts=timeouts or self.timeout,
+                )
+            finally:
+                self._in_progress.discard(scope)
+        # Only aclose() cancels this scope; any other cancellation propagates past it.
+        raise SessionClosedError(
+            f"the session was closed while {_redact(url)} (tenant {tenant}) was in progress"
+        )
+
+    async def _request(
+        self,
+        call: _Call,
+        *,
+        tenant: str,
+        policy: RetryPolicy,
+        timeouts: Timeout,
+    ) -> Response:
+        url = call.url
+        started = time.monotonic()
+        attempt = 0
+        refreshed_after_401 = False
+        tokens = self.tokens
+        while True:
+            attempt += 1
+            remaining = policy.deadline - (time.monotonic() - started)
+            token = await tokens.get_token(tenant) if same_origin(url, self.origin) else None
+            try:
+                answer = await self._attempt(
+                    call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
+                )
+            except APIStatusError as exc:
+                if exc.status == 401 and token is not None and not refreshed_after_401:
+                    # The token may have been revoked or expired early: drop it and try once more.
+                    # That extra try is not one of the policy's attempts.
+                    refreshed_after_401 = True
+                    tokens.invalidate(tenant, token)
+                    attempt -= 1
+                    logger.debug(
+                        "HTTP 401 from %s (tenant %s): fetching a new token and trying again at once",
+                        _redact(url),
+                        tenant,
+                    )
+                    continue
+                if not RetryPolicy.is_retryable_status(exc.status, exc.code):
+                    logger.debug(
+                        "not retrying %s (tenant %s): %s is not retryable",
+                        _redact(url),
+                        tenant,
+                        _reason(exc),
+                    )
+                    raise
+                failure: ServiceCommsError = exc
+                retry_after = exc.retry_after
+            except (ConnectError, RequestTimeoutError) as exc:
+                failure = exc
+                retry_after = None
+            else:
+                try:
+                    return answer.decode(url, tenant, attempt, raw=call.raw)
+                except UnexpectedResponseError as exc:
+                    if not answer.claims_json:
+                        raise  # e.g. a proxy's HTML login page: asking again brings the same page
+                    # A body that says it is JSON but does not parse was most likely cut off in
+                    # transit: ask again.
+                    failure = exc
+                    retry_after = None
+            decision = policy.decide(
+                attempt=attempt, elapsed=time.monotonic() - started, retry_after=retry_after
+            )
+            if not decision.retry:
+                logger.debug(
+                    "not retrying %s (tenant %s) after attempt %d: %s; last error: %s",
+                    _redact(url),
+                    tenant,
+                    attempt,
+                    decision.reason,
+                    _reason(failure),
+                )
+                raise failure
+            logger.debug(
+                "retrying %s (tenant %s) in %.2fs (%s), attempt %d of %d: %s",
+                _redact(url),
+                tenant,
+                decision.wait,
+                decision.reason,
+                attempt + 1,
+                policy.attempts,
+                _reason(failure),
+            )
+            await anyio.sleep(decision.wait)
+
+    async def _attempt(
+        self,
+        call: _Call,
+        *,
+        tenant: str,
+        token: Secret | None,
+        timeouts: Timeout,
+        remaining: float,
+    ) -> _RawResponse:
+        client = self._client()
+        slots = self._slots
+        assert slots is not None  # made with the client session in open()
+        borrower = object()
+        try:
+            slots.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            await _wait_for_slot(slots, borrower, call.url, tenant, remaining)
+        try:
+            return await self._send(
+                client, call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
+            )
+        finally:
+            slots.release_on_behalf_of(borrower)
+
+    async def _send(
+        self,
+        client: aiohttp.ClientSession,
+        call: _Call,
+        *,
+        tenant: str,
+        token: Secret | None,
+        timeouts: Timeout,
+        remaining: float,
+    ) -> _RawResponse:
+        url = call.url
+        headers = dict(call.headers or {})
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token.reveal()
+        body = None
+        if call.json_body is not None:
+            body = orjson.dumps(call.json_body)
+            headers["Content-Type"] = "application/json"
+        cut_by_deadline = math.isfinite(remaining) and (
+            timeouts.total is None or remaining < timeouts.total
+        )
+        self.requests_sent += 1
+        failure: ServiceCommsError
+        try:
+            # Leaving this block releases the connection: back to the pool when the body was read
+            # whole, closed otherwise (an error, a timeout or a cancellation mid-body).
+            async with client.request(
+                call.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,  # a redirect must never carry the token anywhere
+                timeout=aiohttp_timeout(timeouts, remaining=remaining),
+            ) as resp:
+                body = await self._read_body(resp, url, tenant)
+                status = resp.status
+                request_id = resp.headers.get("X-Activity-Id") or resp.headers.get("request-id")
+                if status >= 300:
+                    raise _status_error(resp, body, url, tenant, request_id)
+                content_type = resp.headers.get("Content-Type", "")
+        except ServiceCommsError:
+            raise
+        except asyncio.TimeoutError as exc:
+            failure = RequestTimeoutError(
+                f"{_timeout_phase(exc, timeouts, cut_by_deadline)} for {_redact(url)} (tenant {tenant})",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        except aiohttp.ClientSSLError as exc:
+            failure = TLSError(
+                f"TLS failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            failure = ConnectError(
+                f"connection failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        except aiohttp.ClientResponseError as exc:
+            # aiohttp's parser refused the response itself (e.g. a header over its 8 KiB limit).
+            failure = UnexpectedResponseError(
+                f"unreadable response from {_redact(url)} (tenant {tenant}): {exc.message}"[:500],
+                url=_redact(url),
+                tenant=tenant,
+            )
+        except aiohttp.ClientError as exc:
+            failure = ConnectError(
+                f"request failed for {_redact(url)} (tenant {tenant}): {type(exc).__name__}: {exc}",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        else:
+            return _RawResponse(body, status, request_id, content_type)
+        # Raised outside the except blocks so that no aiohttp exception rides along as __context__:
+        # its RequestInfo holds the request headers, Authorization included.
+        raise failure
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, tenant: str) -> bytes:
+        limit = self.max_body_bytes
+        length = resp.content_length
+        if length is not None and length > limit:
+            raise UnexpectedResponseError(
+                f"the response from {_redact(url)} is {length} bytes, above the limit of {limit} "
+                "(max_body_bytes)",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # the size is known and within the limit
+        # No length, or a compressed body whose decoded size is unknown: count while reading.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise UnexpectedResponseError(
+                    f"the response from {_redact(url)} exceeded the limit of {limit} bytes "
+                    "(max_body_bytes)",
+                    url=_redact(url),
+                    tenant=tenant,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _wait_for_slot(
+    slots: anyio.CapacityLimiter, borrower: object, url: URL, tenant: str, remaining: float
+) -> None:
+    """Wait for a pool connection, no longer than what is left of the retry deadline."""
+    if not math.isfinite(remaining):
+        await slots.acquire_on_behalf_of(borrower)
+        return
+    with anyio.move_on_after(max(remaining, 0.0)):
+        await slots.acquire_on_behalf_of(borrower)
+        return
+    raise RequestTimeoutError(
+        f"no free connection for {_redact(url)} (tenant {tenant}) before the retry deadline: all "
+        f"{int(slots.total_tokens)} connections of the pool (Limits.max_connections) were in use",
+        url=_redact(url),
+        tenant=tenant,
+    )
+
+
+@attrs.frozen
+class _Call:
+    """One request as the caller asked for it; each attempt sends it again."""
+
+    method: str
+    url: URL
+    headers: Mapping[str, str] | None
+    json_body: Any
+    raw: bool
+
+
+@attrs.frozen
+class _RawResponse:
+    """A 2xx answer whose body is not decoded yet (decoding can fail, and that failure is retried)."""
+
+    body: bytes
+    status: int
+    request_id: str | None
+    content_type: str
+
+    @property
+    def claims_json(self) -> bool:
+        """Whether the body should be JSON by its Content-Type (or the lack of one)."""
+        return not self.content_type or "json" in self.content_type.lower()
+
+    def decode(self, url: URL, tenant: str, attempt: int, *, raw: bool = False) -> Response:
+        if raw:
+            return Response(self.body, self.status, str(url), self.request_id, attempt)
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise UnexpectedResponseError(
+                f"the response from {_redact(url)} is not valid JSON ({exc}; Content-Type "
+                f"{self.content_type!r}, {len(self.body)} bytes, starting {self.body[:80]!r})",
+                url=_redact(url),
+                tenant=tenant,
+            ) from None
+        return Response(
+            data=data,
+            status=self.status,
+            url=str(url),
+            request_id=self.request_id,
+            attempts=attempt,
+        )
+
+
+# aiohttp 3.10 split its timeout error by phase; with 3.9 every timeout is reported by the total.
+_CONNECT_TIMEOUT: type[BaseException] | None = getattr(aiohttp, "ConnectionTimeoutError", None)
+_READ_TIMEOUT: type[BaseException] | None = getattr(aiohttp, "SocketTimeoutError", None)
+
+
+def _timeout_phase(exc: BaseException, timeout: Timeout, cut_by_deadline: bool) -> str:
+    if _CONNECT_TIMEOUT is not None and isinstance(exc, _CONNECT_TIMEOUT):
+        return f"connect timeout ({timeout.connect:g}s) expired"
+    if _READ_TIMEOUT is not None and isinstance(exc, _READ_TIMEOUT):
+        return f"read timeout ({timeout.read:g}s without data) expired"
+    if cut_by_deadline:
+        return "the retry deadline (RetryPolicy.deadline) passed"
+    if _READ_TIMEOUT is not None:  # aiohttp names the other phases, so this one is the total
+        return f"total timeout ({timeout.total}s) expired"
+    return f"timeout (total {timeout.total}s, read {timeout.read}s, connect {timeout.connect}s) expired"
+
+
+def _status_error(
+    resp: aiohttp.ClientResponse, body: bytes, url: URL, tenant: str, request_id: str | None
+) -> APIStatusError:
+    text = body[: _constants.ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+    code: str | None = None
+    message: str | None = None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        error = parsed["error"]
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        inner = error.get("innerError")
+        if (
+            request_id is None
+            and isinstance(inner, dict)
+            and isinstance(inner.get("request-id"), str)
+        ):
+            request_id = inner["request-id"]
+    status = resp.status
+    if 300 <= status < 400:
+        text = f"unexpected redirect to {resp.headers.get('Location', '?')}; redirects are not followed"
+    cls = status_error_class(status, code, text)
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    return cls(
+        status=status,
+        code=code,
+        message=message,
+        body_text=text,
+        request_id=request_id,
+        tenant=tenant,
+        url=_redact(url),
+        retry_after=retry_after,
+    )
+
+
+def _redact(url: URL) -> str:
+    """The URL without user info (a token never travels in the URL, but a caller's base URL might hold one)."""
+    return str(url.with_user(None)) if url.user or url.password else str(url)
+
+
+def _reason(exc: ServiceCommsError) -> str:
+    """A failure in a few words for a log line (exception texts never hold a secret)."""
+    if isinstance(exc, APIStatusError):
+        parts = [f"HTTP {exc.status}", exc.code or ""]
+        if exc.retry_after is not None:
+            parts.append(f"Retry-After {exc.retry_after:g}s")
+        if exc.request_id:
+            parts.append(f"request id {exc.request_id}")
+        return " ".join(part for part in parts if part)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text if len(text) <= 300 else text[:300] + '...'}"

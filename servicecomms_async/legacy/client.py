@@ -1,0 +1,159 @@
+"""TenantClient: the legacy Service Communications API, one typed method per operation, over the engine.
+
+Arguments are checked and the query is built when the method is called, so bad input raises there,
+before any request; the request itself is sent when the pager is iterated or awaited.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TypeVar
+
+from yarl import URL
+
+from .. import _constants
+from .._config import NO_OPTIONS, RequestOptions, Timeout
+from .._engine import Engine, Select
+from .._odata import Filter
+from .._validate import validate_enum
+from ..dialects import LEGACY
+from ..models import Message, MessageType, Service, WorkloadStatus
+from ..paging import AsyncPager
+from ..retry import RetryPolicy
+
+__all__ = ["TenantClient"]
+
+_T = TypeVar("_T")
+
+
+class TenantClient:
+    """The legacy API as seen by one tenant; it shares the session's connection pool and token cache.
+
+    Get one with ``session.tenant("contoso.onmicrosoft.com")`` (a tenant GUID works too).
+    ``client.with_options(retry=..., timeout=...)`` gives a copy whose calls use those options.
+    """
+
+    dialect = LEGACY
+
+    def __init__(
+        self,
+        engine: Engine,
+        tenant_id: str,
+        *,
+        base_url: URL,
+        options: RequestOptions = NO_OPTIONS,
+    ) -> None:
+        self._engine = engine
+        self.tenant_id = tenant_id
+        self._base_url = base_url
+        self._root = LEGACY.root(base_url, tenant_id)
+        self._options = options
+
+    def __repr__(self) -> str:
+        return f"TenantClient({self.tenant_id!r})"
+
+    def with_options(
+        self, *, retry: RetryPolicy | None = None, timeout: Timeout | float | None = None
+    ) -> TenantClient:
+        """A copy of this client whose calls use ``retry`` and ``timeout`` unless a call gives its own."""
+        options = self._options.merged(retry, timeout)
+        return TenantClient(self._engine, self.tenant_id, base_url=self._base_url, options=options)
+
+    def services(
+        self,
+        *,
+        select: Select = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> AsyncPager[Service]:
+        """The services the tenant subscribes to, with their features (``/Services``)."""
+        return self._list("Services", Service, Filter(), select, retry, timeout)
+
+    def current_status(
+        self,
+        workload: str | None = None,
+        *,
+        select: Select = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> AsyncPager[WorkloadStatus]:
+        """Each workload's status over the last 24 hours (``/CurrentStatus``), optionally for one workload id
+        such as ``"Exchange"``."""
+        filters = Filter().equals("Workload", workload, parameter="workload")
+        return self._list("CurrentStatus", WorkloadStatus, filters, select, retry, timeout)
+
+    def historical_status(
+        self,
+        workload: str | None = None,
+        since: datetime | date | None = None,
+        *,
+        select: Select = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> AsyncPager[WorkloadStatus]:
+        """One row per workload per day (``/HistoricalStatus``), newest first. ``since`` filters on
+        ``StatusTime ge since``; the service's default is the last 7 days."""
+        filters = (
+            Filter()
+            .equals("Workload", workload, parameter="workload")
+            .since("StatusTime", since, parameter="since")
+        )
+        return self._list("HistoricalStatus", WorkloadStatus, filters, select, retry, timeout)
+
+    def messages(
+        self,
+        workload: str | None = None,
+        start_time: datetime | date | None = None,
+        end_time: datetime | date | None = None,
+        message_type: MessageType | str | None = None,
+        message_id: str | None = None,
+        page_size: int = _constants.LEGACY_PAGE_SIZE,
+        *,
+        select: Select = None,
+        max_items: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> AsyncPager[Message]:
+        """Incidents, planned maintenance and Message Center posts (``/Messages``), paged with
+        ``$top=page_size`` (1 to 100) and ``$skip``.
+
+        ``start_time`` filters ``StartTime ge``, ``end_time`` filters ``EndTime le`` (the service's defaults
+        are the last 7 days and now); ``message_type`` takes a :class:`MessageType` or its wire string.
+        """
+        if message_type is not None:
+            message_type = validate_enum(message_type, MessageType, parameter="message_type")
+        filters = (
+            Filter()
+            .equals("Workload", workload, parameter="workload")
+            .compare("StartTime", "ge", start_time, parameter="start_time")
+            .compare("EndTime", "le", end_time, parameter="end_time")
+            .equals("MessageType", message_type, parameter="message_type")
+            .equals("Id", message_id, parameter="message_id")
+        )
+        return self._list(
+            "Messages", Message, filters, select, retry, timeout, page_size, max_items
+        )
+
+    def _list(
+        self,
+        operation: str,
+        model: type[_T],
+        filters: Filter,
+        select: Select,
+        retry: object,
+        timeout: object,
+        page_size: int | None = None,
+        max_items: int | None = None,
+    ) -> AsyncPager[_T]:
+        text = filters.build()
+        return self._engine.list(
+            self.tenant_id,
+            self._root / operation,
+            model,
+            paging=LEGACY.paging,
+            options=self._options.merged(retry, timeout),
+            params={"$filter": text} if text is not None else None,
+            select=select,
+            page_size=page_size,
+            max_items=max_items,
+        )
