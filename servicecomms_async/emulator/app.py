@@ -118,10 +118,8 @@ class Emulator(LoopbackServer):
         self._user_middlewares = tuple(middlewares)
         self._record = record_requests
         self._store = DataStore(self.config)
-        self._legacy = LegacyApi(self.config, self._store, lambda: self.base_url, token_validator)
-        self._graph = GraphApi(
-            self.config, self._store, lambda: self.graph_base_url, graph_token_validator
-        )
+        self._legacy = LegacyApi(self._store, lambda: self.base_url, token_validator)
+        self._graph = GraphApi(self._store, lambda: self.graph_base_url, graph_token_validator)
         self._jitter = random.Random(self.config.seed)
         self._tenant_ids: list[str] | None = None
         self.requests: list[RecordedRequest] = []

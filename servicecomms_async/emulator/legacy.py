@@ -23,7 +23,6 @@ import orjson
 from aiohttp import web
 
 from .cache import LRU
-from .config import EmulatorConfig
 from .data import OPERATIONS, DataStore, Json, Operation, filter_fields, wire_keys
 from .errors import odata_error
 from .odata import ODataError, apply_select, parse_filter, parse_select
@@ -112,12 +111,11 @@ class LegacyApi:
 
     def __init__(
         self,
-        config: EmulatorConfig,
         store: DataStore,
         base_url: Callable[[], str],
         token_validator: TokenValidator | None = None,
     ) -> None:
-        self.config = config
+        self.config = store.config
         self._store = store
         self._base_url = base_url
         self._token_validator = token_validator

@@ -10,7 +10,6 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from ..config import EmulatorConfig
 from ..data import DataStore, Json
 from ..errors import GraphError, bad_request, client_request_id, graph_error, not_found
 from ..odata import ODataError, apply_select, parse_filter
@@ -74,13 +73,12 @@ class GraphApi:
 
     def __init__(
         self,
-        config: EmulatorConfig,
         store: DataStore,
         base_url: Callable[[], str],
         validator: GraphTokenValidator | None = None,
     ) -> None:
-        self._items = GraphStore(config, store)
-        self._pager = Pager(config)
+        self._items = GraphStore(store)
+        self._pager = Pager(store.config)
         self._base_url = base_url
         self._validator = validator
 
@@ -263,12 +261,15 @@ class GraphApi:
     async def _attachments(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query_options(request, allowed=())
         message = self._message_of(caller, request)
-        context = (
-            f"{self._base_url()}/$metadata#admin/serviceAnnouncement/messages"
-            f"('{message['id']}')/attachments"
-        )
+        context = self._attachments_context(str(message["id"]))
         resources = [a.resource for a in attachments_for(message)]
         return _json({"@odata.context": context, "value": resources})
+
+    def _attachments_context(self, message_id: str) -> str:
+        return (
+            f"{self._base_url()}/$metadata#admin/serviceAnnouncement/messages"
+            f"('{message_id}')/attachments"
+        )
 
     def _attachment_of(self, caller: GraphCaller, request: web.Request) -> Attachment:
         message = self._message_of(caller, request)
@@ -283,10 +284,7 @@ class GraphApi:
     async def _attachment(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query_options(request, allowed=())
         attachment = self._attachment_of(caller, request)
-        context = (
-            f"{self._base_url()}/$metadata#admin/serviceAnnouncement/messages"
-            f"('{request.match_info['id']}')/attachments/$entity"
-        )
+        context = self._attachments_context(request.match_info["id"]) + "/$entity"
         return _json({"@odata.context": context, **attachment.resource})
 
     async def _attachment_content(self, request: web.Request, caller: GraphCaller) -> web.Response:

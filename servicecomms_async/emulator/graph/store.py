@@ -69,8 +69,9 @@ class TenantData:
 class GraphStore:
     """The Graph items of every tenant, over an emulator's legacy :class:`~..data.DataStore`."""
 
-    def __init__(self, config: EmulatorConfig, store: DataStore) -> None:
+    def __init__(self, store: DataStore) -> None:
         # Graph is derived from the real shape whatever shape the legacy routes serve.
+        config = store.config
         self._store = store if config.shape == "real" else DataStore(_real(config))
         self._tenants: LRU[str, TenantData] = LRU(1024)
         self._converted: LRU[str, Entry] = LRU(20_000)
