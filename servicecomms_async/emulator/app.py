@@ -86,6 +86,9 @@ class Emulator(LoopbackServer):
     * Serves ``GET {base_url}/{tenant}/ServiceComms/{Services|CurrentStatus|
       HistoricalStatus|Messages}`` on loopback; data depends only on the config and the
       lowercased tenant id (GUID or domain), whether or not it is in :attr:`tenant_ids`.
+    * ``host`` is a loopback address and ``port`` 0 (a free one) to 65535; ``start``, ``stop``,
+      ``async with``, :attr:`port` and the errors are :class:`~.server.LoopbackServer`'s. The
+      legacy routes are :mod:`.legacy`'s.
     * Every request is appended to :attr:`requests` (unless ``record_requests=False``).
     * :attr:`in_flight` / :attr:`max_in_flight` count API requests (paths under
       ``/api/``) while their handler runs, including the configured latency sleep.
