@@ -161,6 +161,8 @@ def test_messages_as_json_with_type_and_max_items(served: Served, tmp_path: Path
     result = run(
         served,
         "messages",
+        "--api",
+        "legacy",
         "--tenant",
         tenant,
         "--type",
@@ -186,7 +188,7 @@ def test_messages_as_json_with_type_and_max_items(served: Served, tmp_path: Path
 
 def test_messages_as_csv(served: Served) -> None:
     tenant = served.tenants[3]
-    result = run(served, "messages", "--tenant", tenant, "--format", "csv")
+    result = run(served, "messages", "--api", "legacy", "--tenant", tenant, "--format", "csv")
     assert result.code == 0, result.err
     rows = list(csv.DictReader(io.StringIO(result.out)))
     assert list(rows[0]) == list(CSV_COLUMNS["messages"])
@@ -248,7 +250,9 @@ def test_scan_as_csv_covers_every_tenant_and_lists_the_failure(
 def test_scan_summary_table_counts_degraded_tenants(served: Served, tmp_path: Path) -> None:
     tenants_file = tmp_path / "tenants.txt"
     tenants_file.write_text("\n".join(served.tenants), encoding="utf-8")
-    result = run(served, "scan", "--tenants", str(tenants_file), "--concurrency", "3")
+    result = run(
+        served, "scan", "--api", "legacy", "--tenants", str(tenants_file), "--concurrency", "3"
+    )
     assert result.code == 0, result.err
     assert "Scanned 6 tenants" in result.out
     assert "6 succeeded, 0 failed" in result.out
@@ -295,6 +299,8 @@ def test_scan_messages_from_stdin_as_jsonl(served: Served) -> None:
     result = run(
         served,
         "scan",
+        "--api",
+        "legacy",
         "--tenants",
         "-",
         "--operation",
@@ -445,7 +451,7 @@ def python_m(*argv: str, stdin: str = "", timeout: float = 60) -> subprocess.Com
 
 
 def test_demo_runs_to_completion_as_a_subprocess() -> None:
-    done = python_m("demo")
+    done = python_m("demo", "--api", "legacy")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no warnings, no progress bar (not a terminal)
     out = done.stdout

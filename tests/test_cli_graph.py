@@ -570,8 +570,12 @@ def test_a_refused_template_token_is_one_line_exit_1_and_never_shown(served: Ser
     ("argv", "fragments"),
     [
         # A Graph filter with the legacy API, and a legacy filter with Graph.
-        (["messages", "--category", "planForChange"], ["--category", "--api graph"]),
-        (["messages", "--major-change"], ["--major-change", "--api graph"]),
+        (
+            ["messages", "--api", "legacy", "--category", "planForChange"],
+            ["--category", "--api graph"],
+        ),
+        (["messages", "--api", "legacy", "--major-change"], ["--major-change", "--api graph"]),
+        (["messages", "--type", "Incident"], ["--type", "legacy API filter", "--api legacy"]),
         (["messages", "--api", "graph", "--type", "Incident"], ["--type", "legacy API filter"]),
         (["messages", "--api", "graph", "--workload", "Exchange"], ["--workload", "legacy API"]),
         (["status", "--api", "graph"], ["status is a legacy API command", "overview"]),

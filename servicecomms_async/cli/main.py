@@ -1,0 +1,106 @@
+"""The entry point: ``servicecomms`` (``servicecomms_async.cli:main``) and
+``python -m servicecomms_async``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TextIO
+
+from ..errors import EndpointRetiredError, ServiceCommsError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from .parser import build_parser
+from .selection import resolve_api, retired_hint
+
+NEEDS_RICH = 'the servicecomms command needs the cli extra: pip install "servicecomms-async[cli]"'
+
+
+@contextlib.contextmanager
+def _logging_to(stderr: TextIO, verbosity: int) -> Iterator[None]:
+    """``-v``: the library's log on stderr (``-vv``: debug) for this run only."""
+    library = logging.getLogger("servicecomms_async")
+    azure = logging.getLogger("azure")
+    saved = library.level, azure.level
+    handler: logging.Handler | None = None
+    if verbosity > 0:
+        handler = logging.StreamHandler(stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        library.addHandler(handler)
+        library.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    else:
+        # azure-identity explains a failed credential in multi-line warnings; the error line says it.
+        azure.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            library.removeHandler(handler)
+        library.setLevel(saved[0])
+        azure.setLevel(saved[1])
+
+
+def _have_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    environ = os.environ if environ is None else environ
+    if not _have_rich():
+        print(f"error: {NEEDS_RICH}", file=stderr)
+        return EXIT_USAGE
+    op = None
+    try:
+        args = build_parser(emulator_options=argv[:1] == ["emulator"]).parse_args(argv)
+        if getattr(args, "token", None) and getattr(args, "token_template", None):
+            raise UsageError("--token and --token-template exclude each other: give one")
+        # The demo is self-contained: nothing from the environment changes what it shows.
+        op = resolve_api(args, environ, use_environment=args.command != "demo")
+        from .commands import run  # the drawing modules, and so rich, from here on
+
+        with _logging_to(stderr, getattr(args, "verbose", 0)):
+            return run(args, op, stdin=stdin, stdout=stdout, stderr=stderr, environ=environ)
+    except UsageError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=stderr)
+        return EXIT_USAGE
+    except ServiceCommsError as exc:
+        print(f"error: {type(exc).__name__}: {_one_line(str(exc))}", file=stderr)
+        if isinstance(exc, EndpointRetiredError) and op is not None:
+            tenant = getattr(args, "tenant", None)
+            print(f"error: {retired_hint(op, tenant=tenant)}", file=stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
+        # again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK

@@ -1,0 +1,352 @@
+"""The argument parser, built from the registry: one subcommand per operation name (with the
+filters its operations accept), ``incident-report``, ``scan``, ``emulator`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from .. import __version__
+from ..clouds import CLOUDS
+from ..scan import DEFAULT_CONCURRENCY
+from . import registry, types
+from .errors import UsageError
+from .filters import FILTERS, add_filter
+from .output.records import FORMATS
+from .registry import API_ENV, APIS, DEFAULT_API, OPERATIONS, Operation
+
+TENANT_HELP = "tenant GUID or domain name"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse's own messages, in the one-line form of every other usage error.
+        raise UsageError(f"{self.prog}: {message} (see: {self.prog} --help)")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's default after its help, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            text == argparse.SUPPRESS
+            or "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or isinstance(action, (argparse._CountAction, argparse._VersionAction))
+            or not action.option_strings
+        ):
+            return action.help
+        return f"{text} (default: {default})" if text else f"default: {default}"
+
+
+def _api_list(ops: Sequence[Operation]) -> list[str]:
+    return list(dict.fromkeys(op.api for op in ops))
+
+
+def _add_api(
+    parser: argparse.ArgumentParser, ops: Sequence[Operation], *, environment: bool
+) -> None:
+    apis = _api_list(ops)
+    if len(apis) == 1:
+        # Not shown: the command belongs to one API. Naming the other is a clear usage error.
+        parser.add_argument("--api", choices=tuple(APIS), help=argparse.SUPPRESS)
+        return
+    source = f"${API_ENV}, else {DEFAULT_API}" if environment else DEFAULT_API
+    parser.add_argument(
+        "--api",
+        choices=tuple(APIS),
+        help=f"graph (Microsoft Graph) or legacy (manage.office.com, retired in Microsoft's public "
+        f"cloud); default {source}, or the API of an operation only one has",
+    )
+
+
+def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -> None:
+    _add_api(parser, ops, environment=True)
+    group = parser.add_argument_group("connection and authentication")
+    group.add_argument(
+        "--cloud",
+        choices=sorted(CLOUDS),
+        default="public",
+        help="Microsoft cloud: its API host, token scope and sign-in authority",
+    )
+    apis = _api_list(ops)
+    envs = " or ".join(f"${APIS[api].base_url_env} ({api})" for api in apis)
+    group.add_argument(
+        "--base-url",
+        type=types.base_url(),
+        help=f"API root, e.g. the emulator's (default {envs}, else the cloud's)",
+    )
+    group.add_argument(
+        "--token",
+        help="a static bearer token, e.g. the emulator's (default $SERVICECOMMS_TOKEN); "
+        "otherwise azure-identity is used",
+    )
+    group.add_argument(
+        "--token-template",
+        metavar="TEMPLATE",
+        type=types.token_template,
+        help="a static token per tenant, {tenant} replaced by its id, e.g. emulator-app.{tenant} "
+        "for the emulator's Graph routes (Graph reads the tenant from the token)",
+    )
+    group.add_argument("--client-id", help="app (client) id (default $AZURE_CLIENT_ID)")
+    group.add_argument(
+        "--auth-tenant",
+        help="the app's home tenant (default $AZURE_TENANT_ID); the secret comes only from "
+        "$AZURE_CLIENT_SECRET",
+    )
+    group.add_argument(
+        "--client-certificate",
+        metavar="PATH",
+        help="PEM/PKCS12 certificate (default $AZURE_CLIENT_CERTIFICATE_PATH)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=types.seconds("--timeout"),
+        default=60.0,
+        metavar="SECONDS",
+        help="per request",
+    )
+    group.add_argument(
+        "--attempts",
+        type=types.count("--attempts"),
+        default=5,
+        metavar="N",
+        help="tries per request",
+    )
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--format", choices=FORMATS, default="table")
+    group.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
+
+
+def _scope(dest: str, takers: Sequence[Operation], ops: Sequence[Operation]) -> str:
+    """`` [issues, messages]``: where a filter applies, when not to every operation of the command."""
+    if len(takers) == len(ops):
+        return ""
+    apis = _api_list(ops)
+    if len(apis) == 1:
+        return f" [{', '.join(op.name for op in takers)}]"
+    parts = []
+    for api in apis:
+        mine = [op.name for op in takers if op.api == api]
+        if mine:
+            parts.append(f"{api}: {', '.join(mine)}")
+    return f" [{'; '.join(parts)}]"
+
+
+def _add_filters(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -> None:
+    """The filters ``ops`` accept, grouped by API when there are two; every other filter is known
+    but hidden, so that giving it says where it belongs."""
+    apis = _api_list(ops)
+    groups: dict[str, Any] = {}
+
+    def group(title: str) -> Any:
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        return groups[title]
+
+    for dest, spec in FILTERS.items():
+        takers = [op for op in ops if dest == "select" or dest in op.filters]
+        if not takers:
+            add_filter(parser, spec, argparse.SUPPRESS)
+            continue
+        taker_apis = _api_list(takers)
+        if len(apis) == 1:
+            title = "filters"
+        elif len(taker_apis) == len(apis):
+            title = "filters (both APIs)"
+        else:
+            api = APIS[taker_apis[0]]
+            title = f"filters ({api.label}, --api {api.name})"
+        add_filter(group(title), spec, spec.help + _scope(dest, takers, ops))
+
+
+def _operations(name: str) -> list[Operation]:
+    ops = [registry.find(api, name) for api in registry.apis_of(name)]
+    return [op for op in ops if op is not None]
+
+
+def _help_of(ops: Sequence[Operation]) -> str:
+    first, *others = ops
+    return "; ".join([first.help, *(f"with --api {op.api}: {op.help}" for op in others)])
+
+
+def build_parser(*, emulator_options: bool = True) -> Parser:
+    """The whole parser. ``emulator_options=False`` leaves the emulator's own options out (they
+    read their defaults from the emulator, which is imported only when that command runs)."""
+    parser = Parser(
+        prog="servicecomms",
+        description="Microsoft 365 service health, through Microsoft Graph (the default) or the "
+        "legacy Service Communications API: one tenant, or a scan of many.",
+        epilog="Exit codes: 0 all tenants succeeded, 1 some failed, 2 usage error, 130 interrupted.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str, description: str | None = None) -> Parser:
+        sub: Parser = commands.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            formatter_class=HelpFormatter,
+        )
+        return sub
+
+    for name in registry.names():
+        ops = _operations(name)
+        sub = command(name, _help_of(ops))
+        sub.add_argument("--tenant", required=True, type=types.tenant_id(), help=TENANT_HELP)
+        _add_connection(sub, ops)
+        _add_output(sub)
+        _add_filters(sub, ops)
+
+    graph_ops = [op for op in OPERATIONS if op.api == "graph"]
+    report = command(
+        "incident-report",
+        "download an issue's post-incident review document (Microsoft Graph)",
+        "Download the post-incident review document of one issue, as the bytes Microsoft Graph "
+        "sends, to a file or to stdout when stdout is not a terminal.",
+    )
+    report.add_argument("--tenant", required=True, type=types.tenant_id(), help=TENANT_HELP)
+    report.add_argument(
+        "--id", dest="issue_id", required=True, type=types.segment("--id"), help="e.g. EX123456"
+    )
+    report.add_argument(
+        "--output", "-o", metavar="FILE", help="write the document here (- or none: stdout)"
+    )
+    _add_connection(report, graph_ops[:1])
+
+    scan = command(
+        "scan",
+        "run one operation for many tenants, with progress and a summary",
+        "Run one operation for every tenant in a file (one per line, # comments).",
+    )
+    group = scan.add_argument_group("scan")
+    group.add_argument(
+        "--tenants",
+        required=True,
+        metavar="FILE",
+        help="file of tenant ids, one per line (# comments allowed); - reads stdin",
+    )
+    _add_operation(group)
+    group.add_argument(
+        "--concurrency",
+        type=types.count("--concurrency"),
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="tenants at once",
+    )
+    group.add_argument(
+        "--tenant-timeout",
+        type=types.seconds("--tenant-timeout"),
+        metavar="SECONDS",
+        help="how long one tenant may take in all (retries included) before it counts as failed",
+    )
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_connection(scan, OPERATIONS)
+    _add_output(scan)
+    _add_filters(scan, OPERATIONS)
+
+    emulator = command(
+        "emulator",
+        "serve the embedded emulator (both APIs) on loopback until Ctrl-C",
+        "Serve the embedded, deterministic emulator of both APIs (Microsoft Graph's "
+        "/admin/serviceAnnouncement and the legacy routes) until Ctrl-C.",
+    )
+    if emulator_options:
+        _add_emulator_options(emulator)
+
+    demo = command(
+        "demo",
+        "scan a few hundred emulated tenants in-process: no credentials, no network",
+        "Start the embedded emulator with simulated tenants (some degraded, some throttled or "
+        "failing), scan them all and print the summary.",
+    )
+    _add_api(demo, OPERATIONS, environment=False)
+    demo.add_argument(
+        "--tenants", type=types.whole_number(), default=300, metavar="N", help="simulated tenants"
+    )
+    _add_operation(demo)
+    demo.add_argument("--concurrency", type=types.count("--concurrency"), default=25, metavar="N")
+    demo.add_argument("--seed", type=types.whole_number(), default=2024)
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_output(demo)
+    return parser
+
+
+def _add_operation(parser: Any) -> None:
+    defaults = "; ".join(f"{api}: {registry.default_operation(api).name}" for api in APIS)
+    choices = "; ".join(f"{api}: {', '.join(registry.names(api))}" for api in APIS)
+    parser.add_argument(
+        "--operation",
+        choices=registry.names(),
+        metavar="OPERATION",
+        help=f"{choices} (default {defaults})",
+    )
+
+
+def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from ..emulator import EmulatorConfig
+
+    default: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    group.add_argument(
+        "--port", type=types.port(), default=8080, help="TCP port; 0 picks a free one"
+    )
+    group.add_argument(
+        "--tenants-file",
+        metavar="PATH",
+        help="write every tenant id here, one a line (for scan --tenants), once listening",
+    )
+    group = parser.add_argument_group("data")
+    number, whole = types.number(), types.whole_number()
+    group.add_argument(
+        "--tenants", type=whole, default=default["tenants"], metavar="N", help="tenant ids"
+    )
+    group.add_argument("--seed", type=whole, default=default["seed"])
+    group.add_argument(
+        "--shape",
+        choices=("real", "spec"),
+        default=default["shape"],
+        help="legacy routes: what the service sent (real) or what it documented (spec)",
+    )
+    group.add_argument(
+        "--messages-per-tenant", type=whole, default=default["messages_per_tenant"], metavar="N"
+    )
+    group.add_argument("--history-days", type=whole, default=default["history_days"], metavar="N")
+    group.add_argument(
+        "--paging",
+        choices=("skip", "nextlink"),
+        default=default["paging"],
+        help="legacy Messages: $skip only (as the service did) or with @odata.nextLink",
+    )
+    group.add_argument(
+        "--latency",
+        type=number,
+        default=default["latency"],
+        metavar="SECONDS",
+        help="added to every request",
+    )
+    group.add_argument(
+        "--latency-jitter", type=number, default=default["latency_jitter"], metavar="SECONDS"
+    )
+    group.add_argument(
+        "--degraded-ratio",
+        type=number,
+        default=default["degraded_ratio"],
+        metavar="RATIO",
+        help="share of tenants with an active incident, 0 to 1",
+    )

@@ -1,0 +1,340 @@
+"""The operation registry: every (API, operation) pair the command line runs, described once.
+
+An :class:`Operation` holds what the parser, the commands and the output layer need: the model,
+the client call, the filters it accepts, its CSV and table columns, the tally of its scan summary
+and its help text. Adding a pair (say Graph's ``status``) is one entry in :data:`OPERATIONS` plus
+its client call; the subcommand, ``scan --operation``, ``--help``, the filter checks, the records
+and the summary follow from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from ..graph_models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
+from ..models import Message, Service, WorkloadStatus
+from .errors import UsageError
+from .output.tallies import (
+    CategoryTally,
+    IssuesTally,
+    ServiceHealthTally,
+    ServicesTally,
+    Tally,
+    WorkloadMessagesTally,
+    WorkloadStatusTally,
+)
+
+ApiName = Literal["legacy", "graph"]
+Options = Mapping[str, Any]  # filter dest (and "select") -> the parsed value, None when not given
+Record = Mapping[str, Any]
+# A table column: a record key, or a heading with the function that computes its value.
+Column = str | tuple[str, Callable[[Record], Any]]
+
+
+@attrs.frozen
+class Api:
+    name: ApiName
+    label: str
+    tenant_key: str  # the first key of every record, in the API's own naming style
+    base_url_env: str  # each API its own, so that a URL set for one never reaches the other
+
+
+API_ENV = "SERVICECOMMS_API"
+APIS: Mapping[str, Api] = {
+    "graph": Api("graph", "Microsoft Graph", "tenantId", "SERVICECOMMS_GRAPH_BASE_URL"),
+    "legacy": Api("legacy", "the legacy API", "TenantId", "SERVICECOMMS_BASE_URL"),
+}
+# Microsoft retired the legacy endpoint in its public cloud: Graph is the front door.
+DEFAULT_API: ApiName = "graph"
+
+
+@attrs.frozen
+class Operation:
+    """One operation of one API."""
+
+    api: ApiName
+    name: str
+    model: type
+    # The client call: (TenantClient or GraphClient, options) -> its pager.
+    call: Callable[[Any, Options], Any]
+    filters: tuple[str, ...]  # the filters it accepts (keys of filters.FILTERS); --select always
+    csv_columns: tuple[str, ...]  # stable; JSON records carry these keys and every other wire field
+    table_columns: tuple[Column, ...]  # a readable subset for people, not a stable interface
+    tally: Callable[[], Tally]  # what a scan summary counts
+    help: str
+    default: bool = False  # the API's operation for a scan or demo without --operation
+    # A check of the options together, before any request (each value is checked when parsed).
+    check: Callable[[Options], None] | None = None
+    # For a legacy operation: the Graph command line that replaces it on the retired endpoint.
+    successor: str | None = None
+
+    def bind(self, options: Options) -> Callable[[Any], Any]:
+        """The per-tenant call with these options, checked once here (before any request)."""
+        if self.check is not None:
+            self.check(options)
+        call = self.call
+        return lambda client: call(client, options)
+
+
+def _one_service(options: Options) -> None:
+    services = options.get("service")
+    if services is not None and len(services) > 1:
+        raise UsageError(
+            f"--service: Graph filters issues by one service, got {len(services)} "
+            "(for several, scan once per service, or use --filter)"
+        )
+
+
+def _active_issue_ids(record: Record) -> list[Any]:
+    # The expansion holds a service's resolved issues too; people looking now want the open ones.
+    issues = record.get("issues") or ()
+    return [i.get("id") for i in issues if isinstance(i, dict) and i.get("isResolved") is not True]
+
+
+_STATUS_COLUMNS = (
+    "TenantId",
+    "Id",
+    "Workload",
+    "WorkloadDisplayName",
+    "Status",
+    "StatusDisplayName",
+    "StatusTime",
+    "IncidentIds",
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        api="graph",
+        name="overview",
+        model=ServiceHealth,
+        call=lambda g, o: g.health_overviews(
+            expand_issues=bool(o["expand_issues"]), select=o["select"]
+        ),
+        filters=("expand_issues",),
+        csv_columns=("tenantId", "id", "service", "status", "issues"),
+        table_columns=("service", "status", ("activeIssues", _active_issue_ids)),
+        tally=ServiceHealthTally,
+        help="each service's health now (Microsoft Graph)",
+        default=True,
+    ),
+    Operation(
+        api="graph",
+        name="issues",
+        model=ServiceHealthIssue,
+        call=lambda g, o: g.issues(
+            service=o["service"][0] if o["service"] else None,
+            is_resolved=o["is_resolved"],
+            classification=o["classification"],
+            since=o["since"],
+            filter=o["filter"],
+            select=o["select"],
+            page_size=o["page_size"],
+            max_items=o["max_items"],
+        ),
+        filters=(
+            "service",
+            "is_resolved",
+            "classification",
+            "since",
+            "filter",
+            "page_size",
+            "max_items",
+        ),
+        csv_columns=(
+            "tenantId",
+            "id",
+            "service",
+            "feature",
+            "featureGroup",
+            "classification",
+            "status",
+            "isResolved",
+            "startDateTime",
+            "endDateTime",
+            "lastModifiedDateTime",
+            "title",
+        ),
+        table_columns=(
+            "id",
+            "service",
+            "classification",
+            "status",
+            "isResolved",
+            "lastModifiedDateTime",
+            "title",
+        ),
+        tally=IssuesTally,
+        help="incidents and advisories (Microsoft Graph)",
+        check=_one_service,
+    ),
+    Operation(
+        api="graph",
+        name="messages",
+        model=ServiceUpdateMessage,
+        call=lambda g, o: g.messages(
+            category=o["category"],
+            severity=o["severity"],
+            services=o["service"],
+            is_major_change=o["major_change"],
+            since=o["since"],
+            filter=o["filter"],
+            select=o["select"],
+            page_size=o["page_size"],
+            max_items=o["max_items"],
+        ),
+        filters=(
+            "category",
+            "severity",
+            "service",
+            "major_change",
+            "since",
+            "filter",
+            "page_size",
+            "max_items",
+        ),
+        csv_columns=(
+            "tenantId",
+            "id",
+            "category",
+            "severity",
+            "isMajorChange",
+            "services",
+            "tags",
+            "startDateTime",
+            "endDateTime",
+            "lastModifiedDateTime",
+            "actionRequiredByDateTime",
+            "title",
+        ),
+        table_columns=(
+            "id",
+            "category",
+            "severity",
+            "isMajorChange",
+            "services",
+            "lastModifiedDateTime",
+            "title",
+        ),
+        tally=CategoryTally,
+        help="Message Center posts (Microsoft Graph)",
+    ),
+    Operation(
+        api="legacy",
+        name="services",
+        model=Service,
+        call=lambda t, o: t.services(select=o["select"]),
+        filters=(),
+        csv_columns=("TenantId", "Id", "DisplayName", "Features"),
+        table_columns=("Id", "DisplayName", "Features"),
+        tally=ServicesTally,
+        help="the services a tenant subscribes to (legacy API)",
+        successor="overview",
+    ),
+    Operation(
+        api="legacy",
+        name="status",
+        model=WorkloadStatus,
+        call=lambda t, o: t.current_status(o["workload"], select=o["select"]),
+        filters=("workload",),
+        csv_columns=_STATUS_COLUMNS,
+        table_columns=("Workload", "Status", "StatusTime", "IncidentIds"),
+        tally=WorkloadStatusTally,
+        help="each workload's current status (legacy API)",
+        default=True,
+        successor="overview",
+    ),
+    Operation(
+        api="legacy",
+        name="history",
+        model=WorkloadStatus,
+        call=lambda t, o: t.historical_status(o["workload"], o["since"], select=o["select"]),
+        filters=("workload", "since"),
+        csv_columns=_STATUS_COLUMNS,
+        table_columns=("Workload", "Status", "StatusTime", "IncidentIds"),
+        tally=WorkloadStatusTally,
+        help="each workload's status per day, last 7 days (legacy API)",
+        successor="issues --since DATE",
+    ),
+    Operation(
+        api="legacy",
+        name="messages",
+        model=Message,
+        call=lambda t, o: t.messages(
+            o["workload"],
+            o["start"],
+            o["end"],
+            o["message_type"],
+            o["message_id"],
+            select=o["select"],
+            max_items=o["max_items"],
+        ),
+        filters=("workload", "start", "end", "message_type", "message_id", "max_items"),
+        csv_columns=(
+            "TenantId",
+            "Id",
+            "MessageType",
+            "Workload",
+            "WorkloadDisplayName",
+            "Feature",
+            "FeatureDisplayName",
+            "Title",
+            "Status",
+            "Classification",
+            "Severity",
+            "StartTime",
+            "EndTime",
+            "LastUpdatedTime",
+            "AffectedWorkloadNames",
+        ),
+        table_columns=("Id", "MessageType", "Workload", "Status", "StartTime", "EndTime", "Title"),
+        tally=WorkloadMessagesTally,
+        help="incidents, planned maintenance and Message Center posts (legacy API)",
+        successor="messages --api graph",
+    ),
+)
+
+_BY_KEY: Mapping[tuple[str, str], Operation] = {(op.api, op.name): op for op in OPERATIONS}
+
+
+def find(api: str, name: str) -> Operation | None:
+    return _BY_KEY.get((api, name))
+
+
+def names(api: str | None = None) -> tuple[str, ...]:
+    """Operation names, in registry order (of one API, or of all)."""
+    return tuple(dict.fromkeys(op.name for op in OPERATIONS if api in (None, op.api)))
+
+
+def apis_of(name: str) -> tuple[ApiName, ...]:
+    """The APIs that have an operation ``name``, the default API first."""
+    found = [op.api for op in OPERATIONS if op.name == name]
+    return tuple(sorted(found, key=lambda api: api != DEFAULT_API))
+
+
+def default_operation(api: str) -> Operation:
+    return next(op for op in OPERATIONS if op.api == api and op.default)
+
+
+def accepting(dest: str, api: str) -> tuple[str, ...]:
+    """The names of ``api``'s operations that accept the filter ``dest``."""
+    return tuple(op.name for op in OPERATIONS if op.api == api and dest in op.filters)
+
+
+def csv_columns(api: str, operation: str) -> tuple[str, ...]:
+    """The stable CSV columns of ``operation`` in ``api`` (``"legacy"`` or ``"graph"``)."""
+    op = find(api, operation)
+    if op is None:
+        raise KeyError((api, operation))
+    return op.csv_columns
+
+
+# The stable CSV columns per operation, one mapping per API.
+CSV_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    op.name: op.csv_columns for op in OPERATIONS if op.api == "legacy"
+}
+GRAPH_CSV_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    op.name: op.csv_columns for op in OPERATIONS if op.api == "graph"
+}
