@@ -301,14 +301,18 @@ class Scan(Generic[T]):
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         try:
-            return await stack.__aexit__(exc_type, exc, tb)
+            suppressed = await stack.__aexit__(exc_type, exc, tb)
         except BaseException as raised:
             # The task group wraps the consumer's own exception in an exception group; workers never
             # raise, so give the caller back exactly what they raised (``except KeyError`` works).
             inner = getattr(raised, "exceptions", None)
             if exc is None or inner is None or len(inner) != 1 or inner[0] is not exc:
                 raise
-        raise exc
+            raise exc from None
+        if self._broken is not None and exc is not self._broken:
+            # A worker stopped the scan, which also cancelled the consumer's wait inside this block.
+            raise self._broken
+        return suppressed
 
     def __aiter__(self) -> AsyncIterator[ScanResult[T]]:
         if self._receive is None:
@@ -426,7 +430,7 @@ class Scan(Generic[T]):
         held = self._suspects
         assert held is not None
         held.append(outcome)
-        if len(held) >= self._suspects_needed:
+        if len(held) >= self._suspects_needed and self._broken is None:
             # The operation itself is broken: every tenant would fail the same way. Stop, and let
             # the consumer's ``async for`` raise the error once.
             self._broken = outcome.error
