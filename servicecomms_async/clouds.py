@@ -9,7 +9,7 @@ The session uses ``base_url`` and ``token_scope``. It does not build credentials
 ``ClientSecretCredential(tenant, client_id, secret, authority=GCC_HIGH.authority)``. A token from the
 wrong cloud's authority is refused by the API with 401.
 
-What is documented and what is inferred (sources as in api-facts.md):
+What is documented and what is inferred, with the sources:
 
 * Public, GCC, GCC High and DoD API hosts are documented for the Management API family (Activity API
   reference and its troubleshooting page: ``manage.office.com``, ``manage-gcc.office.com``,
