@@ -123,15 +123,23 @@ def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
-    group.add_argument("--format", choices=FORMATS, default="table")
+    group.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table for people; json, jsonl or csv for programs",
+    )
     group.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
 
 
 def _scope(dest: str, takers: Sequence[Operation], ops: Sequence[Operation]) -> str:
     """`` [issues, messages]``: where a filter applies, when not to every operation of the command."""
-    if len(takers) == len(ops):
-        return ""
     apis = _api_list(ops)
+    if all(
+        sum(op.api == api for op in takers) == sum(op.api == api for op in ops)
+        for api in _api_list(takers)
+    ):
+        return ""  # every operation of the API (or APIs) in the group's title takes it
     if len(apis) == 1:
         return f" [{', '.join(op.name for op in takers)}]"
     parts = []
@@ -277,8 +285,16 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         "--tenants", type=types.whole_number(), default=300, metavar="N", help="simulated tenants"
     )
     _add_operation(demo)
-    demo.add_argument("--concurrency", type=types.count("--concurrency"), default=25, metavar="N")
-    demo.add_argument("--seed", type=types.whole_number(), default=2024)
+    demo.add_argument(
+        "--concurrency",
+        type=types.count("--concurrency"),
+        default=25,
+        metavar="N",
+        help="tenants at once",
+    )
+    demo.add_argument(
+        "--seed", type=types.whole_number(), default=2024, help="the same seed, the same show"
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_output(demo)
     return parser
@@ -299,10 +315,16 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
     import dataclasses
 
     from ..emulator import EmulatorConfig
+    from ..emulator.server import check_loopback_host
 
     default: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
     group = parser.add_argument_group("server")
-    group.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    group.add_argument(
+        "--host",
+        type=types.checked(str, check_loopback_host, expected="a loopback address"),
+        default="127.0.0.1",
+        help="loopback address to listen on: 127.0.0.1, ::1 or localhost",
+    )
     group.add_argument(
         "--port", type=types.port(), default=8080, help="TCP port; 0 picks a free one"
     )
@@ -316,7 +338,9 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--tenants", type=whole, default=default["tenants"], metavar="N", help="tenant ids"
     )
-    group.add_argument("--seed", type=whole, default=default["seed"])
+    group.add_argument(
+        "--seed", type=whole, default=default["seed"], help="the same seed, the same data"
+    )
     group.add_argument(
         "--shape",
         choices=("real", "spec"),
@@ -324,9 +348,19 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
         help="legacy routes: what the service sent (real) or what it documented (spec)",
     )
     group.add_argument(
-        "--messages-per-tenant", type=whole, default=default["messages_per_tenant"], metavar="N"
+        "--messages-per-tenant",
+        type=whole,
+        default=default["messages_per_tenant"],
+        metavar="N",
+        help="legacy messages per tenant (Graph's issues and posts come from them)",
     )
-    group.add_argument("--history-days", type=whole, default=default["history_days"], metavar="N")
+    group.add_argument(
+        "--history-days",
+        type=whole,
+        default=default["history_days"],
+        metavar="N",
+        help="days of legacy HistoricalStatus, 1 to 7",
+    )
     group.add_argument(
         "--paging",
         choices=("skip", "nextlink"),
@@ -341,7 +375,11 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
         help="added to every request",
     )
     group.add_argument(
-        "--latency-jitter", type=number, default=default["latency_jitter"], metavar="SECONDS"
+        "--latency-jitter",
+        type=number,
+        default=default["latency_jitter"],
+        metavar="SECONDS",
+        help="up to this much more or less latency",
     )
     group.add_argument(
         "--degraded-ratio",

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import socket
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
+from ...emulator.server import BindError
 from ..errors import EXIT_OK, UsageError
 
-if TYPE_CHECKING:  # the emulator itself is imported only when this command runs
+if TYPE_CHECKING:
     from ...emulator import EmulatorConfig
 
 
@@ -40,20 +40,12 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _listen_error(host: str, port: int, exc: OSError) -> UsageError:
-    where = f"{host}:{port}"
-    if isinstance(exc, socket.gaierror):
-        return UsageError(f"--host: cannot listen on {host!r}: no such address")
     if exc.errno == errno.EADDRINUSE:
         return UsageError(
-            f"--port: cannot listen on {where}: the port is in use (--port 0 picks a free one)"
+            f"--port: cannot listen on {host}:{port}: the port is in use (--port 0 picks a free one)"
         )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return UsageError(
-            f"--host: cannot listen on {where}: {host} is not an address of this host"
-        )
-    if exc.errno == errno.EACCES:
-        return UsageError(f"--port: cannot listen on {where}: permission denied")
-    return UsageError(f"cannot listen on {where}: {exc.strerror or exc}")
+    # The emulator's own BindError says where and why in one line.
+    return UsageError(str(exc) if isinstance(exc, BindError) else f"cannot listen: {exc}")
 
 
 async def _serve(
