@@ -1,8 +1,8 @@
-"""Async client for the Office 365 Service Communications API, built for scanning many tenants."""
-
-__version__ = "0.1.0"
+"""Async client for Microsoft 365 service health: Microsoft Graph's service communications API and
+the legacy Office 365 Service Communications API, built for scanning many tenants."""
 
 from ._config import Limits, Timeout
+from ._version import __version__
 from .clouds import Cloud
 from .errors import (
     APIStatusError,

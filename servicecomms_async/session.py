@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, ove
 
 from yarl import URL
 
-from . import __version__, _constants
+from . import _constants
 from ._config import Limits, Timeout, as_limits, as_retry, as_timeout
 from ._engine import Engine
 from ._transport import Transport
 from ._validate import validate_base_url, validate_bool, validate_int, validate_tenant_id
+from ._version import __version__
 from .auth import (
     Credential,
     CredentialFactory,

@@ -313,3 +313,14 @@ def test_mypy_checks_a_scan_against_the_sessions_api(tmp_path: Path) -> None:
         assert expected in found[name], (name, found[name])
     errors_in_right = [line for line in found["right"].splitlines() if ": error:" in line]
     assert errors_in_right == []
+
+
+def test_the_package_version_is_pyprojects() -> None:
+    import re
+
+    import servicecomms_async
+
+    # tomllib is 3.11+, and the suite runs on 3.10 too.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    declared = re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE)
+    assert declared is not None and servicecomms_async.__version__ == declared.group(1)
