@@ -90,7 +90,7 @@ class PostType(CaseInsensitiveEnum):
     UNKNOWN_FUTURE_VALUE = "unknownFutureValue"
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ItemBody:
     """A rich text body: ``content_type`` is ``"html"`` or ``"text"`` (samples show ``Html``)."""
 
@@ -99,7 +99,7 @@ class ItemBody:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class KeyValuePair:
     """A ``{"name", "value"}`` detail (e.g. ``ExternalLink``, ``NotifyInApp``)."""
 
@@ -108,7 +108,7 @@ class KeyValuePair:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceHealthIssuePost:
     """One update posted on an issue."""
 
@@ -118,7 +118,7 @@ class ServiceHealthIssuePost:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceHealthIssue:
     """An incident or advisory (``/issues``); the legacy API's incident ``Message``."""
 
@@ -141,7 +141,7 @@ class ServiceHealthIssue:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceHealth:
     """A service's health now (``/healthOverviews``), with its issues when asked with ``$expand``."""
 
@@ -152,7 +152,7 @@ class ServiceHealth:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceUpdateMessageViewpoint:
     """The signed-in user's view of a message; ``None`` on the message with application permissions."""
 
@@ -162,7 +162,7 @@ class ServiceUpdateMessageViewpoint:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceAnnouncementAttachment:
     """A file attached to a Message Center post (its bytes come from ``attachment_content``)."""
 
@@ -175,7 +175,7 @@ class ServiceAnnouncementAttachment:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class ServiceUpdateMessage:
     """A Message Center post (``/messages``)."""
 

@@ -112,7 +112,7 @@ def extra_field() -> Any:
     return attrs.field(default=EMPTY_EXTRA, kw_only=True, repr=False, eq=False)
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class Feature:
     """A feature of a service (``Features[]`` in real traffic; one of ``FeatureNames`` in the spec)."""
 
@@ -121,7 +121,7 @@ class Feature:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class Service:
     """A service the tenant subscribes to (``/Services``)."""
 
@@ -133,7 +133,7 @@ class Service:
     WIRE_OPERATION: ClassVar[str] = "Services"
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class FeatureStatus:
     """The status of one feature of a workload."""
 
@@ -144,7 +144,7 @@ class FeatureStatus:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class WorkloadStatus:
     """A workload's status now (``/CurrentStatus``) or on one day (``/HistoricalStatus``)."""
 
@@ -161,7 +161,7 @@ class WorkloadStatus:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class MessageHistory:
     """One post in a message's history."""
 
@@ -170,7 +170,7 @@ class MessageHistory:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class NameValue:
     """A ``{"Name", "Value"}`` pair, as in ``AdditionalDetails``."""
 
@@ -179,7 +179,7 @@ class NameValue:
     extra: Mapping[str, Any] = extra_field()
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)
+@attrs.frozen(kw_only=True)
 class Message:
     """An incident, planned maintenance or Message Center post (``/Messages``).
 
