@@ -130,7 +130,7 @@ def validate_max_items(max_items: object) -> int | None:
 def validate_seconds(
     value: object, parameter: str, *, allow_zero: bool = False, allow_none: bool = False
 ) -> float | None:
-    """A finite number of seconds above 0 (or 0 with ``allow_zero``; ``None`` with ``allow_none``)."""
+    """A number of seconds above 0 (or 0 with ``allow_zero``; ``None`` with ``allow_none``); never NaN."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

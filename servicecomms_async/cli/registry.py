@@ -10,10 +10,12 @@ and the summary follow from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
+from ..dialects import GRAPH, LEGACY, Dialect
+from ..dialects import Api as ApiName
 from ..graph_models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
 from ..models import Message, Service, WorkloadStatus
 from .errors import UsageError
@@ -27,7 +29,6 @@ from .output.tallies import (
     WorkloadStatusTally,
 )
 
-ApiName = Literal["legacy", "graph"]
 Options = Mapping[str, Any]  # filter dest (and "select") -> the parsed value, None when not given
 Record = Mapping[str, Any]
 # A table column: a record key, or a heading with the function that computes its value.
@@ -36,16 +37,26 @@ Column = str | tuple[str, Callable[[Record], Any]]
 
 @attrs.frozen
 class Api:
-    name: ApiName
+    """An API as the command line sees it: the library's dialect, with its label and base URL variable."""
+
+    dialect: Dialect
     label: str
-    tenant_key: str  # the first key of every record, in the API's own naming style
     base_url_env: str  # each API its own, so that a URL set for one never reaches the other
+
+    @property
+    def name(self) -> ApiName:
+        return self.dialect.name
+
+    @property
+    def tenant_key(self) -> str:
+        """The first key of every record, in the API's own naming style."""
+        return self.dialect.tenant_key
 
 
 API_ENV = "SERVICECOMMS_API"
 APIS: Mapping[str, Api] = {
-    "graph": Api("graph", "Microsoft Graph", "tenantId", "SERVICECOMMS_GRAPH_BASE_URL"),
-    "legacy": Api("legacy", "the legacy API", "TenantId", "SERVICECOMMS_BASE_URL"),
+    "graph": Api(GRAPH, "Microsoft Graph", "SERVICECOMMS_GRAPH_BASE_URL"),
+    "legacy": Api(LEGACY, "the legacy API", "SERVICECOMMS_BASE_URL"),
 }
 # Microsoft retired the legacy endpoint in its public cloud: Graph is the front door.
 DEFAULT_API: ApiName = "graph"
