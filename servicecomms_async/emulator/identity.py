@@ -92,6 +92,11 @@ the tenant as written in the URL when it is unknown), :attr:`IdentityServer.toke
 :attr:`IdentityServer.rejections` (by reason) and :attr:`IdentityServer.accepted`.
 
 Nothing here logs or echoes a secret, an assertion or a token.
+
+It needs ``trustme`` and ``cryptography`` (the ``emulator`` extra). Without them this module still
+imports; :class:`IdentityServer` and :func:`generate_client_certificate` raise an ``ImportError``
+that ends ``install with pip install "servicecomms-async[emulator]"``. The socket, ``start``,
+``stop`` and ``async with`` are :class:`~.server.LoopbackServer`'s.
 """
 
 from __future__ import annotations
@@ -124,8 +129,6 @@ from .graph import (
 from .parsing import GUID_RE, b64url_decode, b64url_encode, is_domain_name
 from .server import LoopbackServer
 
-# trustme and cryptography come with the "emulator" extra; without them this module still imports,
-# and IdentityServer and generate_client_certificate say what to install (_require_extra).
 try:
     import trustme
     from cryptography import x509
