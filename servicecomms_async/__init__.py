@@ -29,7 +29,7 @@ from .errors import (
 )
 from .graph import GraphClient
 from .legacy import TenantClient
-from .models import (
+from .legacy.models import (
     Feature,
     FeatureStatus,
     Message,

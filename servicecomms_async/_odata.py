@@ -11,9 +11,9 @@ from datetime import date, datetime, timezone
 from enum import Enum
 from urllib.parse import quote
 
+from ._modeling import OpenStrEnum, wire_names
 from ._validate import validate_bool, validate_enum, validate_text
 from .convert import format_datetime
-from .models import OpenStrEnum, wire_names
 
 _QUERY_SAFE = "$',:()/"
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from yarl import URL
 
-from .models import OpenStrEnum
+from ._modeling import OpenStrEnum
 
 _DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)
 _GUID = re.compile(

@@ -14,7 +14,7 @@ Rules, the same for every model:
 * a field is read from the first of its wire names present (real shape first, spec shape after);
 * keys the model does not know, and an alias that lost to another alias, are kept in ``extra``;
 * datetimes become timezone-aware UTC (``Z``, offsets, naive = UTC, 0 to 7 fractional digits);
-* enums keep unknown values (see :class:`~servicecomms_async.models.OpenStrEnum`);
+* enums keep unknown values (see :class:`~servicecomms_async._modeling.OpenStrEnum`);
 * lenient (default): a known field whose value has the wrong type becomes ``None`` (or an empty tuple),
   its raw value is kept in ``extra`` under its wire name and a warning is logged;
   strict: :class:`~servicecomms_async.errors.InvalidFieldError` names the item, the field and its wire name.
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
-from . import models
+from ._modeling import EMPTY_EXTRA
 from .errors import InvalidFieldError, UnexpectedResponseError
 
 __all__ = [
@@ -175,12 +175,6 @@ def _enum_converter(enum_cls: type[Enum]) -> Callable[[Any], Any]:
     return to_enum
 
 
-# The spec's Services shape lists features as bare names: FeatureNames: ["Sign-in", ...].
-_FROM_STRING: Mapping[type, Callable[[str], Any]] = {
-    models.Feature: lambda name: models.Feature(name=name, display_name=name),
-}
-
-
 # -- code generation -------------------------------------------------------------------------------
 
 
@@ -283,7 +277,8 @@ class _Gen:
         return convert
 
     def nested_list_converter(self, item_cls: type) -> Callable[[Any], tuple[Any, ...]]:
-        from_string = _FROM_STRING.get(item_cls)
+        # A model the wire may send as a bare string says how (see _modeling).
+        from_string = getattr(item_cls, "from_wire_string", None)
         # Resolved on first use: a model may (one day) nest itself.
         structure_model = self.structure_model
         resolved: list[Callable[[dict[str, Any]], Any]] = []
@@ -317,7 +312,7 @@ class _Gen:
         self.const("_aliases", aliases)
         self.const("_extra_of", _extra_of)
         self.const("_on_invalid", _strict_invalid if self.strict else _lenient_invalid)
-        self.const("_E", models.EMPTY_EXTRA)
+        self.const("_E", EMPTY_EXTRA)
         self.const(
             "_all_known", frozenset(n for f in fields for n in f.metadata["wire"]).issuperset
         )
@@ -568,7 +563,7 @@ def _extra_of(
     extra = {key: value for key, value in d.items() if key not in consumed}
     if bad:
         extra.update(bad)
-    return MappingProxyType(extra) if extra else models.EMPTY_EXTRA
+    return MappingProxyType(extra) if extra else EMPTY_EXTRA
 
 
 def _make_unstructure_fn(cls: type) -> Callable[[Any], dict[str, Any]]:

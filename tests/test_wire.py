@@ -12,9 +12,11 @@ from typing import Any
 import attrs
 import pytest
 
-from servicecomms_async import InvalidFieldError, Message, graph_models, models
+from servicecomms_async import InvalidFieldError, Message
+from servicecomms_async._modeling import extra_field, wire
 from servicecomms_async._wire import converter, make_converter, strict_converter
-from servicecomms_async.models import extra_field, wire
+from servicecomms_async.graph import models as graph_models
+from servicecomms_async.legacy import models
 
 ALL_MODELS = [
     cls

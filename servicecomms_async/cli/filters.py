@@ -12,8 +12,8 @@ from typing import Any
 
 import attrs
 
-from ..graph_models import ServiceHealthClassification, ServiceUpdateCategory, ServiceUpdateSeverity
-from ..models import MessageType
+from ..graph.models import ServiceHealthClassification, ServiceUpdateCategory, ServiceUpdateSeverity
+from ..legacy.models import MessageType
 from . import types
 
 

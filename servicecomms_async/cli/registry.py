@@ -16,8 +16,8 @@ import attrs
 
 from ..dialects import GRAPH, LEGACY, Dialect
 from ..dialects import Api as ApiName
-from ..graph_models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
-from ..models import Message, Service, WorkloadStatus
+from ..graph.models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
+from ..legacy.models import Message, Service, WorkloadStatus
 from .errors import UsageError
 from .output.tallies import (
     CategoryTally,

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
+from .._modeling import OpenStrEnum
+
 # Not re-exported by query or session: the checks the lead moved into _validate without an old path.
 from .._validate import validate_int, validate_seconds, validate_segment
 from ..convert import InvalidValue, parse_datetime
 from ..graph import MAX_PAGE_SIZE as GRAPH_MAX_PAGE_SIZE
-from ..models import OpenStrEnum
 from ..query import (
     format_datetime_literal,
     validate_enum,

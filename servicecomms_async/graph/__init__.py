@@ -3,5 +3,39 @@
 from __future__ import annotations
 
 from .client import MAX_PAGE_SIZE, GraphClient, GraphFilter
+from .models import (
+    ItemBody,
+    KeyValuePair,
+    PostType,
+    ServiceAnnouncementAttachment,
+    ServiceHealth,
+    ServiceHealthClassification,
+    ServiceHealthIssue,
+    ServiceHealthIssuePost,
+    ServiceHealthOrigin,
+    ServiceHealthStatus,
+    ServiceUpdateCategory,
+    ServiceUpdateMessage,
+    ServiceUpdateMessageViewpoint,
+    ServiceUpdateSeverity,
+)
 
-__all__ = ["MAX_PAGE_SIZE", "GraphClient", "GraphFilter"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "GraphClient",
+    "GraphFilter",
+    "ItemBody",
+    "KeyValuePair",
+    "PostType",
+    "ServiceAnnouncementAttachment",
+    "ServiceHealth",
+    "ServiceHealthClassification",
+    "ServiceHealthIssue",
+    "ServiceHealthIssuePost",
+    "ServiceHealthOrigin",
+    "ServiceHealthStatus",
+    "ServiceUpdateCategory",
+    "ServiceUpdateMessage",
+    "ServiceUpdateMessageViewpoint",
+    "ServiceUpdateSeverity",
+]

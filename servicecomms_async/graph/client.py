@@ -28,7 +28,9 @@ from .._odata import Filter
 from .._validate import validate_bool, validate_segment
 from ..dialects import GRAPH
 from ..errors import DelegatedPermissionRequiredError, ForbiddenError, UnexpectedResponseError
-from ..graph_models import (
+from ..paging import AsyncPager
+from ..retry import RetryPolicy
+from .models import (
     ServiceAnnouncementAttachment,
     ServiceHealth,
     ServiceHealthClassification,
@@ -38,8 +40,6 @@ from ..graph_models import (
     ServiceUpdateMessage,
     ServiceUpdateSeverity,
 )
-from ..paging import AsyncPager
-from ..retry import RetryPolicy
 
 __all__ = ["MAX_PAGE_SIZE", "GraphClient", "GraphFilter"]
 

@@ -3,5 +3,27 @@
 from __future__ import annotations
 
 from .client import TenantClient
+from .models import (
+    Feature,
+    FeatureStatus,
+    Message,
+    MessageHistory,
+    MessageType,
+    NameValue,
+    Service,
+    Status,
+    WorkloadStatus,
+)
 
-__all__ = ["TenantClient"]
+__all__ = [
+    "Feature",
+    "FeatureStatus",
+    "Message",
+    "MessageHistory",
+    "MessageType",
+    "NameValue",
+    "Service",
+    "Status",
+    "TenantClient",
+    "WorkloadStatus",
+]

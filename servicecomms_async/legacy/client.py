@@ -17,9 +17,9 @@ from .._engine import Engine, Select
 from .._odata import Filter
 from .._validate import validate_enum
 from ..dialects import LEGACY
-from ..models import Message, MessageType, Service, WorkloadStatus
 from ..paging import AsyncPager
 from ..retry import RetryPolicy
+from .models import Message, MessageType, Service, WorkloadStatus
 
 __all__ = ["TenantClient"]
 

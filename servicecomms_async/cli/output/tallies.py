@@ -12,14 +12,14 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
-from ...graph_models import (
+from ...graph.models import (
     ServiceHealth,
     ServiceHealthIssue,
     ServiceHealthStatus,
     ServiceUpdateMessage,
     ServiceUpdateSeverity,
 )
-from ...models import Message, MessageType, Service, Status, WorkloadStatus
+from ...legacy.models import Message, MessageType, Service, Status, WorkloadStatus
 
 NONE = "(none)"
 _SHOWN_IDS = 6
