@@ -16,7 +16,7 @@ from ._config import RequestOptions
 from ._odata import build_select
 from ._transport import Response, Transport
 from ._validate import validate_max_items
-from .convert import WireConverter
+from ._wire import WireConverter
 from .errors import UnexpectedResponseError
 from .paging import AsyncPager, PageQuery, PagingRule
 

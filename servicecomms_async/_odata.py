@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from ._modeling import OpenStrEnum, wire_names
 from ._validate import validate_bool, validate_enum, validate_text
-from .convert import format_datetime
+from ._wire import format_datetime
 
 _QUERY_SAFE = "$',:()/"
 

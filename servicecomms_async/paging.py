@@ -23,7 +23,7 @@ from . import _constants
 from ._odata import encode_query
 from ._transport import Response
 from ._validate import validate_page_size
-from .convert import WireConverter, structure_items
+from ._wire import WireConverter, structure_items
 from .errors import PagingError, UnexpectedResponseError
 
 T = TypeVar("T")

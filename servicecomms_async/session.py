@@ -31,6 +31,8 @@ from ._engine import Engine
 from ._transport import Transport
 from ._validate import validate_base_url, validate_bool, validate_int, validate_tenant_id
 from ._version import __version__
+from ._wire import converter as lenient_converter
+from ._wire import strict_converter
 from .auth import (
     Credential,
     CredentialFactory,
@@ -40,8 +42,6 @@ from .auth import (
     TokenProvider,
 )
 from .clouds import PUBLIC, Cloud, get_cloud
-from .convert import converter as lenient_converter
-from .convert import strict_converter
 from .dialects import GRAPH, LEGACY, Api, Dialect, get_dialect
 from .errors import SessionClosedError
 from .graph import GraphClient

@@ -8,10 +8,10 @@ from typing import Any
 
 import attrs
 
+from .._config import Limits, Timeout
 from ..clouds import get_cloud
 from ..retry import RetryPolicy
 from ..session import ServiceCommsSession
-from ..transport import Limits, Timeout
 from .errors import UsageError, error_detail
 
 TOKEN_ENV = "SERVICECOMMS_TOKEN"

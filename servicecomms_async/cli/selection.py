@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..query import build_select
+from .._odata import build_select
 from . import registry
 from .errors import UsageError
 from .filters import FILTERS

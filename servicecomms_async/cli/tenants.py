@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from ..query import validate_tenant_id
+from .._validate import validate_tenant_id
 from .errors import UsageError
 
 

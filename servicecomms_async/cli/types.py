@@ -12,21 +12,21 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
+from .._constants import GRAPH_MAX_PAGE_SIZE
 from .._modeling import OpenStrEnum
-
-# Not re-exported by query or session: the checks the lead moved into _validate without an old path.
-from .._validate import validate_int, validate_seconds, validate_segment
-from ..convert import InvalidValue, parse_datetime
-from ..graph import MAX_PAGE_SIZE as GRAPH_MAX_PAGE_SIZE
-from ..query import (
-    format_datetime_literal,
+from .._odata import format_datetime_literal
+from .._validate import (
+    validate_base_url,
     validate_enum,
+    validate_int,
     validate_max_items,
     validate_page_size,
+    validate_seconds,
+    validate_segment,
     validate_tenant_id,
     validate_text,
 )
-from ..session import validate_base_url
+from .._wire import InvalidValue, parse_datetime
 
 T = TypeVar("T")
 U = TypeVar("U")

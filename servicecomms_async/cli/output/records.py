@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from ...convert import converter
+from ..._wire import converter
 from ..errors import UsageError
 
 RECORD_FORMATS = ("json", "jsonl", "csv")
