@@ -5,7 +5,7 @@ same emulator process (its Graph routes: the bearer token ``emulator-app.<tenant
 each sending ``Prefer: odata.maxpagesize=N`` and following ``@odata.nextLink`` until there is none:
 
 - **library**: ``session.graph(tenant).messages(page_size=N)`` on ``ServiceCommsSession(api="graph")``,
-  every post a typed :class:`~servicecomms_async.graph_models.ServiceUpdateMessage`;
+  every post a typed :class:`~servicecomms_async.graph.models.ServiceUpdateMessage`;
 - **msgraph-sdk** (Microsoft's Python SDK, optional: ``pip install -e ".[bench]"``): a
   ``GraphServiceClient`` on a ``GraphRequestAdapter`` (msgraph-core's default middleware) whose
   ``base_url`` is the emulator's, authenticated by kiota's ``AzureIdentityAuthenticationProvider`` over

@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 import orjson
 
-from servicecomms_async.convert import structure_items
-from servicecomms_async.models import Message
+from servicecomms_async._wire import structure_items
+from servicecomms_async.legacy.models import Message
 
 from . import floor
 from .measure import Outcome, Row, Timed, best_of_alternating_sync, clock, per_item_us, ratio

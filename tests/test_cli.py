@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from servicecomms_async._wire import parse_datetime
 from servicecomms_async.cli import CSV_COLUMNS, main
-from servicecomms_async.convert import parse_datetime
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 from servicecomms_async.emulator.faults import Fault, FaultPlan, fault_middleware
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from servicecomms_async._wire import parse_datetime
 from servicecomms_async.cli import GRAPH_CSV_COLUMNS, main
-from servicecomms_async.convert import parse_datetime
 from servicecomms_async.emulator import Emulator, EmulatorConfig, GraphDataset, RecordedRequest
 from servicecomms_async.emulator.graph import graph_error, incident_report
 

@@ -27,7 +27,7 @@ from servicecomms_async import (
     UnauthorizedError,
     UnexpectedResponseError,
 )
-from servicecomms_async.convert import converter
+from servicecomms_async._wire import converter
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 
 from .conftest import TOKEN, canned_middleware, fixture_bytes

@@ -28,7 +28,7 @@ from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
 from servicecomms_async import Message, Service, WorkloadStatus
-from servicecomms_async.convert import strict_converter, structure_items
+from servicecomms_async._wire import strict_converter, structure_items
 from servicecomms_async.emulator import EmulatorConfig
 
 from .conftest import ThreadedEmulator

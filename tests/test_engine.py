@@ -324,3 +324,27 @@ def test_the_package_version_is_pyprojects() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     declared = re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE)
     assert declared is not None and servicecomms_async.__version__ == declared.group(1)
+
+
+def test_the_old_module_paths_still_give_the_same_objects() -> None:
+    # Kept for one release, so that callers' imports keep working while they move.
+    from servicecomms_async import (
+        _config,
+        _transport,
+        _validate,
+        _wire,
+        convert,
+        graph,
+        graph_models,
+        legacy,
+        models,
+        query,
+        tenant,
+        transport,
+    )
+
+    assert models.Message is legacy.Message and graph_models.ServiceHealth is graph.ServiceHealth
+    assert tenant.TenantClient is legacy.TenantClient
+    assert transport.Timeout is _config.Timeout and transport.Transport is _transport.Transport
+    assert query.validate_tenant_id is _validate.validate_tenant_id
+    assert convert.converter is _wire.converter

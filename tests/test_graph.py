@@ -21,7 +21,7 @@ from servicecomms_async import (
 )
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 from servicecomms_async.emulator.faults import Fault, FaultPlan, fault_middleware
-from servicecomms_async.graph_models import (
+from servicecomms_async.graph.models import (
     ServiceHealthClassification,
     ServiceHealthStatus,
     ServiceUpdateCategory,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from servicecomms_async.convert import converter, strict_converter, structure_items
-from servicecomms_async.graph_models import (
+from servicecomms_async._wire import converter, strict_converter, structure_items
+from servicecomms_async.graph.models import (
     PostType,
     ServiceHealth,
     ServiceHealthClassification,

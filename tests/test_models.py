@@ -19,7 +19,7 @@ from servicecomms_async import (
     UnexpectedResponseError,
     WorkloadStatus,
 )
-from servicecomms_async.convert import converter, parse_datetime, strict_converter, structure_items
+from servicecomms_async._wire import converter, parse_datetime, strict_converter, structure_items
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UTC = timezone.utc

@@ -36,7 +36,7 @@ from servicecomms_async import (
     models,
     retry,
 )
-from servicecomms_async.convert import converter, strict_converter, structure_items
+from servicecomms_async._wire import converter, strict_converter, structure_items
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -18,10 +18,10 @@ import attrs
 import pytest
 
 from servicecomms_async import Message, Service, WorkloadStatus
-from servicecomms_async.convert import converter, parse_datetime
+from servicecomms_async._modeling import wire_names
+from servicecomms_async._wire import converter, parse_datetime
 from servicecomms_async.emulator import Emulator, EmulatorConfig
-from servicecomms_async.graph_models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
-from servicecomms_async.models import wire_names
+from servicecomms_async.graph.models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
 
 pytestmark = pytest.mark.anyio
 
