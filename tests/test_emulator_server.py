@@ -89,7 +89,9 @@ async def test_ipv6_loopback_urls_are_bracketed() -> None:
 def test_the_command_line_says_what_is_wrong_with_the_address(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["--host", "0.0.0.0", "--port", "0"]) == 2
+    with pytest.raises(SystemExit) as exited:  # argparse refuses the value, with exit code 2
+        main(["--host", "0.0.0.0", "--port", "0"])
+    assert exited.value.code == 2
     assert "host must be a loopback address" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

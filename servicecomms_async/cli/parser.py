@@ -4,7 +4,7 @@ filters its operations accept), ``incident-report``, ``scan``, ``emulator`` and 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
@@ -312,79 +312,7 @@ def _add_operation(parser: Any) -> None:
 
 
 def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
-    import dataclasses
+    # The emulator owns its command line; importing it is left for when that command runs.
+    from ..emulator.command import add_arguments
 
-    from ..emulator import EmulatorConfig
-    from ..emulator.server import check_loopback_host
-
-    default: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
-    group = parser.add_argument_group("server")
-    group.add_argument(
-        "--host",
-        type=types.checked(str, check_loopback_host, expected="a loopback address"),
-        default="127.0.0.1",
-        help="loopback address to listen on: 127.0.0.1, ::1 or localhost",
-    )
-    group.add_argument(
-        "--port", type=types.port(), default=8080, help="TCP port; 0 picks a free one"
-    )
-    group.add_argument(
-        "--tenants-file",
-        metavar="PATH",
-        help="write every tenant id here, one a line (for scan --tenants), once listening",
-    )
-    group = parser.add_argument_group("data")
-    number, whole = types.number(), types.whole_number()
-    group.add_argument(
-        "--tenants", type=whole, default=default["tenants"], metavar="N", help="tenant ids"
-    )
-    group.add_argument(
-        "--seed", type=whole, default=default["seed"], help="the same seed, the same data"
-    )
-    group.add_argument(
-        "--shape",
-        choices=("real", "spec"),
-        default=default["shape"],
-        help="legacy routes: what the service sent (real) or what it documented (spec)",
-    )
-    group.add_argument(
-        "--messages-per-tenant",
-        type=whole,
-        default=default["messages_per_tenant"],
-        metavar="N",
-        help="legacy messages per tenant (Graph's issues and posts come from them)",
-    )
-    group.add_argument(
-        "--history-days",
-        type=whole,
-        default=default["history_days"],
-        metavar="N",
-        help="days of legacy HistoricalStatus, 1 to 7",
-    )
-    group.add_argument(
-        "--paging",
-        choices=("skip", "nextlink"),
-        default=default["paging"],
-        help="legacy Messages: $skip only (as the service did) or with @odata.nextLink",
-    )
-    group.add_argument(
-        "--latency",
-        type=number,
-        default=default["latency"],
-        metavar="SECONDS",
-        help="added to every request",
-    )
-    group.add_argument(
-        "--latency-jitter",
-        type=number,
-        default=default["latency_jitter"],
-        metavar="SECONDS",
-        help="up to this much more or less latency",
-    )
-    group.add_argument(
-        "--degraded-ratio",
-        type=number,
-        default=default["degraded_ratio"],
-        metavar="RATIO",
-        help="share of tenants with an active incident, 0 to 1",
-    )
+    add_arguments(parser)

@@ -137,12 +137,8 @@ def segment(flag: str) -> Callable[[str], str]:
 
 
 def whole_number() -> Callable[[str], int]:
-    """An int whose range the option's own object checks later (e.g. ``EmulatorConfig``)."""
+    """An int whose range the option's own object checks later (e.g. the demo's ``EmulatorConfig``)."""
     return checked(int, lambda n: n, expected="a whole number")
-
-
-def number() -> Callable[[str], float]:
-    return checked(_finite, lambda n: n, expected="a number")
 
 
 def base_url() -> Callable[[str], str]:
@@ -151,17 +147,6 @@ def base_url() -> Callable[[str], str]:
         return value
 
     return checked(str, check, expected="a URL")
-
-
-def port() -> Callable[[str], int]:
-    """A TCP port to listen on (0 picks a free one): the operating system's range."""
-
-    def check(value: int) -> int:
-        if not 0 <= value <= 65535:
-            raise ValueError(f"must be a TCP port from 0 to 65535, got {value}")
-        return value
-
-    return checked(int, check, expected="a TCP port from 0 to 65535")
 
 
 def token_template(value: str) -> str:

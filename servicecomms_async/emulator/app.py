@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -243,12 +244,14 @@ async def run_forever(
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
+    tenants_file: str | None = None,
     show_tenants: int = 5,
     announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until cancelled (Ctrl-C under ``asyncio.run``), announcing the base URL.
+    """Serve until cancelled (Ctrl-C under ``asyncio.run``), announcing the base URLs.
 
-    Requests are not recorded, so a long-running server does not grow without bound.
+    Requests are not recorded, so a long-running server does not grow without bound. With
+    ``tenants_file`` every tenant id is written there, one a line, once the server listens.
     ``announce`` receives each line to show (default: ``print`` with flush).
     """
 
@@ -259,17 +262,24 @@ async def run_forever(
     emulator = Emulator(config, host=host, port=port, record_requests=False)
     async with emulator:
         cfg = emulator.config
+        tenants = emulator.tenant_ids
+        if tenants_file is not None:
+            await anyio.Path(tenants_file).write_text(
+                "".join(f"{t}\n" for t in tenants), encoding="utf-8"
+            )
         say(f"Service Communications emulator listening on {emulator.base_url}")
         say(
             f"seed={cfg.seed} shape={cfg.shape} tenants={cfg.tenants} "
             f"messages_per_tenant={cfg.messages_per_tenant} paging={cfg.paging} "
             f"latency={cfg.latency}s"
         )
-        for tenant in emulator.tenant_ids[:show_tenants]:
+        for tenant in tenants[:show_tenants]:
             say(f"  {emulator.base_url}/{tenant}/ServiceComms/CurrentStatus")
         say(
             f"Microsoft Graph routes on {emulator.graph_base_url}/admin/serviceAnnouncement/ "
             "(bearer token: emulator-app.<tenant> or emulator-user.<tenant>)"
         )
-        say("Any non-empty bearer token is accepted. Press Ctrl-C to stop.")
+        if tenants_file is not None:
+            say(f"All {len(tenants)} tenant ids are in {tenants_file}.")
+        say("Any non-empty bearer token is accepted on the legacy routes. Press Ctrl-C to stop.")
         await asyncio.Event().wait()

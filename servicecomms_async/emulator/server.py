@@ -54,7 +54,7 @@ def check_loopback_host(host: object) -> str:
     )
 
 
-def _check_port(port: object) -> int:
+def check_port(port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(
             f"port must be an integer from 0 (pick a free port) to 65535, got {port!r}"
@@ -70,7 +70,7 @@ class LoopbackServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = check_loopback_host(host)
-        self._port = _check_port(port)
+        self._port = check_port(port)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._bound_port: int | None = None
@@ -153,9 +153,9 @@ class LoopbackServer:
             f"[{self._host}]:{self._port}" if ":" in self._host else f"{self._host}:{self._port}"
         )
         if exc.errno == errno.EADDRINUSE:
-            why = "the port is in use (pass port=0 to pick a free one)"
+            why = "the port is in use (port 0 picks a free one)"
         elif exc.errno == errno.EACCES:
-            why = "the port is not allowed for this user (pass port=0 to pick a free one)"
+            why = "the port is not allowed for this user (port 0 picks a free one)"
         else:
             why = exc.strerror or str(exc)
         return BindError(exc.errno, f"{self.server_name} cannot listen on {where}: {why}")

@@ -1,0 +1,194 @@
+"""The emulator's command line: its options, and serving until Ctrl-C with one-line errors.
+
+``python -m servicecomms_async.emulator`` and ``servicecomms emulator`` both run this, so the two can
+never drift apart. The options' defaults are :class:`EmulatorConfig`'s own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from .app import run_forever
+from .config import EmulatorConfig
+from .server import BindError, check_loopback_host, check_port
+
+
+class CommandError(Exception):
+    """A one-line reason the emulator cannot start, for ``error: ...`` and exit code 2."""
+
+
+def _argument_type(
+    convert: Callable[[str], Any], check: Callable[[Any], Any], expected: str
+) -> Any:
+    """An argparse type: ``convert`` the text ("expected ..." when it cannot), then ``check`` it
+    (its own message when it refuses)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        try:
+            return check(value)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options, grouped as "server" and "data", with their defaults in ``--help``."""
+    default: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--host",
+        type=_argument_type(
+            str, check_loopback_host, "a loopback address (127.0.0.1, ::1, localhost)"
+        ),
+        default="127.0.0.1",
+        help="loopback address to listen on: 127.0.0.1, ::1 or localhost (default: %(default)s)",
+    )
+    server.add_argument(
+        "--port",
+        type=_argument_type(int, check_port, "a TCP port from 0 to 65535"),
+        default=8080,
+        help="TCP port; 0 picks a free one (default: %(default)s)",
+    )
+    server.add_argument(
+        "--tenants-file",
+        metavar="PATH",
+        help="write every tenant id here, one a line (for scan --tenants), once listening",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--tenants",
+        type=int,
+        default=default["tenants"],
+        metavar="N",
+        help="tenant ids (default: %(default)s)",
+    )
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=default["seed"],
+        help="the same seed, the same data (default: %(default)s)",
+    )
+    data.add_argument(
+        "--shape",
+        choices=("real", "spec"),
+        default=default["shape"],
+        help="legacy routes: what the service sent (real) or what it documented (spec) "
+        "(default: %(default)s)",
+    )
+    data.add_argument(
+        "--messages-per-tenant",
+        type=int,
+        default=default["messages_per_tenant"],
+        metavar="N",
+        help="legacy messages per tenant; Graph's issues and posts come from them "
+        "(default: %(default)s)",
+    )
+    data.add_argument(
+        "--history-days",
+        type=int,
+        default=default["history_days"],
+        metavar="N",
+        help="days of legacy HistoricalStatus, 1 to 7 (default: %(default)s)",
+    )
+    data.add_argument(
+        "--paging",
+        choices=("skip", "nextlink"),
+        default=default["paging"],
+        help="legacy Messages: $skip only (as the service did) or with @odata.nextLink "
+        "(default: %(default)s)",
+    )
+    data.add_argument(
+        "--latency",
+        type=float,
+        default=default["latency"],
+        metavar="SECONDS",
+        help="added to every request (default: %(default)s)",
+    )
+    data.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=default["latency_jitter"],
+        metavar="SECONDS",
+        help="up to this much more or less latency (default: %(default)s)",
+    )
+    data.add_argument(
+        "--degraded-ratio",
+        type=float,
+        default=default["degraded_ratio"],
+        metavar="RATIO",
+        help="share of tenants with an active incident, 0 to 1 (default: %(default)s)",
+    )
+
+
+def config_from(args: argparse.Namespace) -> EmulatorConfig:
+    """The :class:`EmulatorConfig` the options describe; a bad value is a :class:`CommandError`."""
+    try:
+        return EmulatorConfig(
+            seed=args.seed,
+            tenants=args.tenants,
+            shape=args.shape,
+            messages_per_tenant=args.messages_per_tenant,
+            history_days=args.history_days,
+            paging=args.paging,
+            latency=args.latency,
+            latency_jitter=args.latency_jitter,
+            degraded_ratio=args.degraded_ratio,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def serve(args: argparse.Namespace, out: TextIO) -> None:
+    """Serve until Ctrl-C (which returns normally), announcing on ``out``; raises CommandError."""
+    config = config_from(args)
+
+    def announce(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_forever(
+                    config, args.host, args.port, tenants_file=args.tenants_file, announce=announce
+                )
+            )
+    except BindError as exc:
+        raise CommandError(f"--port: {exc}") from None
+    except OSError as exc:  # the tenants file
+        raise CommandError(
+            f"--tenants-file: cannot write {args.tenants_file}: {exc.strerror or exc}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m servicecomms_async.emulator",
+        description="Serve the embedded, deterministic emulator of both APIs (Microsoft Graph's "
+        "/admin/serviceAnnouncement and the legacy Service Communications API) on loopback "
+        "until Ctrl-C.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), serve until Ctrl-C; return an exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        serve(args, sys.stdout)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
