@@ -131,6 +131,11 @@ CredentialFactory = Callable[[str], Credential]
 class TokenProvider(Protocol):
     """Bearer tokens per tenant, as the transport asks for them."""
 
+    @property
+    def per_tenant(self) -> bool:
+        """Whether each tenant gets a token of its own; if not, one token serves every tenant."""
+        ...
+
     async def get_token(self, tenant: str) -> Secret:
         """A token for ``tenant`` (cached, or fetched once however many callers wait)."""
         ...
@@ -155,6 +160,11 @@ class StaticTokenProvider:
         else:
             self._per_tenant = None
             self._token = Secret(_checked_token(token))
+
+    @property
+    def per_tenant(self) -> bool:
+        """A ``tenant -> token`` callable gives each tenant its own token; a string serves all."""
+        return self._per_tenant is not None
 
     async def get_token(self, tenant: str) -> Secret:
         if self._token is not None:
@@ -284,6 +294,11 @@ class CredentialTokenProvider:
     @property
     def scope(self) -> str:
         return self._scope
+
+    @property
+    def per_tenant(self) -> bool:
+        """Whether each tenant gets a token of its own (a factory, or ``per_tenant=True``)."""
+        return self._per_tenant
 
     def _key(self, tenant: str, scope: str | None) -> Key:
         return (tenant if self._per_tenant else "*", scope or self._scope)

@@ -299,6 +299,15 @@ class ServiceCommsSession(Generic[Client]):
             buffer_size=buffer_size,
             on_progress=on_progress,
         )
+        if self.dialect is GRAPH and not self.tokens.per_tenant and len(scan.tenant_ids) > 1:
+            # Graph reads the tenant from the token: one token for all would answer every tenant
+            # with its own tenant's data, under the other tenants' ids.
+            raise ValueError(
+                "a Microsoft Graph scan of several tenants needs a token per tenant (Graph finds the "
+                "tenant in the token, so one token would return one tenant's data for all of them): "
+                "pass credential=<tenant -> credential factory>, per_tenant_tokens=True, or "
+                "token=<tenant -> token callable>"
+            )
         # A request waiting for a free pool connection spends its deadline waiting, so a scan's pool
         # must hold at least one connection per worker.
         self._transport.ensure_pool_size(scan.concurrency)

@@ -348,3 +348,23 @@ def test_the_old_module_paths_still_give_the_same_objects() -> None:
     assert transport.Timeout is _config.Timeout and transport.Transport is _transport.Transport
     assert query.validate_tenant_id is _validate.validate_tenant_id
     assert convert.converter is _wire.converter
+
+
+async def test_a_graph_scan_of_several_tenants_needs_a_token_per_tenant() -> None:
+    config = EmulatorConfig(seed=3, tenants=3, messages_per_tenant=5)
+    async with Emulator(config) as emu:
+        tenants = emu.tenant_ids
+        one_token = Emulator.graph_token(tenants[0])
+        async with ServiceCommsSession(
+            token=one_token, api="graph", base_url=emu.graph_base_url
+        ) as session:
+            with pytest.raises(ValueError, match="needs a token per tenant"):
+                session.scan(tenants, lambda g: g.issues())
+            # One tenant with its own token is fine.
+            await drain(session.scan(tenants[:1], lambda g: g.issues()))
+        async with ServiceCommsSession(
+            token=Emulator.graph_token, api="graph", base_url=emu.graph_base_url
+        ) as session:
+            seen: list[object] = []
+            await drain(session.scan(tenants, lambda g: g.issues()), seen)
+            assert {r.tenant_id for r in seen if isinstance(r, TenantDone)} == set(tenants)
