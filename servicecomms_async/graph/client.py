@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import TypeVar
-
-from yarl import URL
 
 from .. import _constants
-from .._config import NO_OPTIONS, RequestOptions, Timeout
-from .._engine import Engine, Select
+from .._client import ApiClient
+from .._config import Timeout
+from .._engine import Select
 from .._odata import Filter
 from .._validate import validate_bool, validate_segment
 from ..dialects import GRAPH
@@ -43,41 +41,19 @@ from .models import (
 
 __all__ = ["MAX_PAGE_SIZE", "GraphClient", "GraphFilter"]
 
-T = TypeVar("T")
 
 MAX_PAGE_SIZE = _constants.GRAPH_MAX_PAGE_SIZE
 GraphFilter = Filter  # the old name of the filter builder, kept for one release
 
 
-class GraphClient:
-    """Graph's service communications API as seen by one tenant (get one with ``session.graph(...)``)."""
+class GraphClient(ApiClient):
+    """Graph's service communications API as seen by one tenant (get one with ``session.graph(...)``).
+
+    ``client.with_options(retry=..., timeout=...)`` gives a copy whose calls, the viewpoint actions
+    included, use those options.
+    """
 
     dialect = GRAPH
-
-    def __init__(
-        self,
-        engine: Engine,
-        tenant_id: str,
-        *,
-        base_url: URL,
-        options: RequestOptions = NO_OPTIONS,
-    ) -> None:
-        self._engine = engine
-        self.tenant_id = tenant_id
-        self._base_url = base_url
-        self._root = GRAPH.root(base_url, tenant_id)
-        self._options = options
-
-    def __repr__(self) -> str:
-        return f"GraphClient({self.tenant_id!r})"
-
-    def with_options(
-        self, *, retry: RetryPolicy | None = None, timeout: Timeout | float | None = None
-    ) -> GraphClient:
-        """A copy of this client whose calls, the viewpoint actions included, use ``retry`` and
-        ``timeout`` unless a call gives its own."""
-        options = self._options.merged(retry, timeout)
-        return GraphClient(self._engine, self.tenant_id, base_url=self._base_url, options=options)
 
     # -- service health ------------------------------------------------------------------------------
 
@@ -91,7 +67,12 @@ class GraphClient:
     ) -> AsyncPager[ServiceHealth]:
         """Every service's health now (``/healthOverviews``); with ``expand_issues`` each carries its issues."""
         return self._list(
-            "healthOverviews", ServiceHealth, retry, timeout, _expand(expand_issues), select
+            "healthOverviews",
+            ServiceHealth,
+            retry,
+            timeout,
+            params=_expand(expand_issues),
+            select=select,
         )
 
     async def health_overview(
@@ -104,13 +85,7 @@ class GraphClient:
     ) -> ServiceHealth:
         """One service's health (``/healthOverviews/{service}``), by id such as ``"Exchange"``."""
         url = self._root / "healthOverviews" / validate_segment(service, "service")
-        return await self._engine.get(
-            self.tenant_id,
-            url,
-            ServiceHealth,
-            options=self._options.merged(retry, timeout),
-            params=_expand(expand_issues),
-        )
+        return await self._get(url, ServiceHealth, retry, timeout, _expand(expand_issues))
 
     def issues(
         self,
@@ -148,10 +123,10 @@ class GraphClient:
             ServiceHealthIssue,
             retry,
             timeout,
-            _filter(filters),
-            select,
-            page_size,
-            max_items,
+            filters=filters,
+            select=select,
+            page_size=page_size,
+            max_items=max_items,
         )
 
     async def issue(
@@ -174,9 +149,7 @@ class GraphClient:
     ) -> bytes:
         """The post-incident review document of an issue (``/issues/{id}/incidentReport``), as bytes."""
         url = self._root / "issues" / validate_segment(issue_id, "issue_id") / "incidentReport"
-        return await self._engine.get_bytes(
-            self.tenant_id, url, options=self._options.merged(retry, timeout)
-        )
+        return await self._get_bytes(url, retry, timeout)
 
     # -- Message Center ----------------------------------------------------------------------------------
 
@@ -213,10 +186,10 @@ class GraphClient:
             ServiceUpdateMessage,
             retry,
             timeout,
-            _filter(filters),
-            select,
-            page_size,
-            max_items,
+            filters=filters,
+            select=select,
+            page_size=page_size,
+            max_items=max_items,
         )
 
     async def message(
@@ -258,9 +231,7 @@ class GraphClient:
             / validate_segment(attachment_id, "attachment_id")
             / "content"
         )
-        return await self._engine.get_bytes(
-            self.tenant_id, url, options=self._options.merged(retry, timeout)
-        )
+        return await self._get_bytes(url, retry, timeout)
 
     async def attachments_archive(
         self,
@@ -276,9 +247,7 @@ class GraphClient:
             / validate_segment(message_id, "message_id")
             / "attachmentsArchive"
         )
-        return await self._engine.get_bytes(
-            self.tenant_id, url, options=self._options.merged(retry, timeout)
-        )
+        return await self._get_bytes(url, retry, timeout)
 
     # Viewpoint actions: the signed-in user's read / archived / favourite state. Graph allows them with
     # delegated permission only, so an app-only token gets DelegatedPermissionRequiredError.
@@ -320,9 +289,7 @@ class GraphClient:
         for start in range(0, len(ids), chunk_size):
             chunk = ids[start : start + chunk_size]
             try:
-                response = await self._engine.post(
-                    self.tenant_id, url, {"messageIds": chunk}, options=self._options
-                )
+                response = await self._post(url, {"messageIds": chunk})
             except ForbiddenError as exc:
                 raise DelegatedPermissionRequiredError.from_error(
                     exc,
@@ -337,38 +304,6 @@ class GraphClient:
                     tenant=self.tenant_id,
                 )
 
-    async def _get(self, url: URL, model: type[T], retry: object, timeout: object) -> T:
-        options = self._options.merged(retry, timeout)
-        return await self._engine.get(self.tenant_id, url, model, options=options)
-
-    def _list(
-        self,
-        path: str,
-        model: type[T],
-        retry: object,
-        timeout: object,
-        params: dict[str, str] | None = None,
-        select: Select = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
-    ) -> AsyncPager[T]:
-        return self._engine.list(
-            self.tenant_id,
-            self._root.joinpath(*path.split("/")),
-            model,
-            paging=GRAPH.paging,
-            options=self._options.merged(retry, timeout),
-            params=params,
-            select=select,
-            page_size=page_size,
-            max_items=max_items,
-        )
-
 
 def _expand(expand_issues: bool) -> dict[str, str]:
     return {"$expand": "issues"} if validate_bool(expand_issues, "expand_issues") else {}
-
-
-def _filter(filters: Filter) -> dict[str, str] | None:
-    text = filters.build()
-    return {"$filter": text} if text is not None else None

@@ -7,13 +7,11 @@ before any request; the request itself is sent when the pager is iterated or awa
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TypeVar
-
-from yarl import URL
 
 from .. import _constants
-from .._config import NO_OPTIONS, RequestOptions, Timeout
-from .._engine import Engine, Select
+from .._client import ApiClient
+from .._config import Timeout
+from .._engine import Select
 from .._odata import Filter
 from .._validate import validate_enum
 from ..dialects import LEGACY
@@ -23,10 +21,8 @@ from .models import Message, MessageType, Service, WorkloadStatus
 
 __all__ = ["TenantClient"]
 
-_T = TypeVar("_T")
 
-
-class TenantClient:
+class TenantClient(ApiClient):
     """The legacy API as seen by one tenant; it shares the session's connection pool and token cache.
 
     Get one with ``session.tenant("contoso.onmicrosoft.com")`` (a tenant GUID works too).
@@ -34,30 +30,6 @@ class TenantClient:
     """
 
     dialect = LEGACY
-
-    def __init__(
-        self,
-        engine: Engine,
-        tenant_id: str,
-        *,
-        base_url: URL,
-        options: RequestOptions = NO_OPTIONS,
-    ) -> None:
-        self._engine = engine
-        self.tenant_id = tenant_id
-        self._base_url = base_url
-        self._root = LEGACY.root(base_url, tenant_id)
-        self._options = options
-
-    def __repr__(self) -> str:
-        return f"TenantClient({self.tenant_id!r})"
-
-    def with_options(
-        self, *, retry: RetryPolicy | None = None, timeout: Timeout | float | None = None
-    ) -> TenantClient:
-        """A copy of this client whose calls use ``retry`` and ``timeout`` unless a call gives its own."""
-        options = self._options.merged(retry, timeout)
-        return TenantClient(self._engine, self.tenant_id, base_url=self._base_url, options=options)
 
     def services(
         self,
@@ -67,7 +39,7 @@ class TenantClient:
         timeout: Timeout | float | None = None,
     ) -> AsyncPager[Service]:
         """The services the tenant subscribes to, with their features (``/Services``)."""
-        return self._list("Services", Service, Filter(), select, retry, timeout)
+        return self._list("Services", Service, retry, timeout, select=select)
 
     def current_status(
         self,
@@ -80,7 +52,9 @@ class TenantClient:
         """Each workload's status over the last 24 hours (``/CurrentStatus``), optionally for one workload id
         such as ``"Exchange"``."""
         filters = Filter().equals("Workload", workload, parameter="workload")
-        return self._list("CurrentStatus", WorkloadStatus, filters, select, retry, timeout)
+        return self._list(
+            "CurrentStatus", WorkloadStatus, retry, timeout, filters=filters, select=select
+        )
 
     def historical_status(
         self,
@@ -98,7 +72,9 @@ class TenantClient:
             .equals("Workload", workload, parameter="workload")
             .since("StatusTime", since, parameter="since")
         )
-        return self._list("HistoricalStatus", WorkloadStatus, filters, select, retry, timeout)
+        return self._list(
+            "HistoricalStatus", WorkloadStatus, retry, timeout, filters=filters, select=select
+        )
 
     def messages(
         self,
@@ -131,28 +107,11 @@ class TenantClient:
             .equals("Id", message_id, parameter="message_id")
         )
         return self._list(
-            "Messages", Message, filters, select, retry, timeout, page_size, max_items
-        )
-
-    def _list(
-        self,
-        operation: str,
-        model: type[_T],
-        filters: Filter,
-        select: Select,
-        retry: object,
-        timeout: object,
-        page_size: int | None = None,
-        max_items: int | None = None,
-    ) -> AsyncPager[_T]:
-        text = filters.build()
-        return self._engine.list(
-            self.tenant_id,
-            self._root / operation,
-            model,
-            paging=LEGACY.paging,
-            options=self._options.merged(retry, timeout),
-            params={"$filter": text} if text is not None else None,
+            "Messages",
+            Message,
+            retry,
+            timeout,
+            filters=filters,
             select=select,
             page_size=page_size,
             max_items=max_items,

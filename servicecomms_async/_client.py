@@ -1,0 +1,104 @@
+"""What both API clients are made of: one tenant's view of the engine, with its dialect and options.
+
+:class:`~servicecomms_async.TenantClient` (legacy) and :class:`~servicecomms_async.GraphClient` are
+subclasses that add one explicit, typed, documented method per operation; each method checks its
+arguments, builds its filter and calls :meth:`ApiClient._list`, ``_get`` or ``_get_bytes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+from yarl import URL
+
+from ._config import NO_OPTIONS, RequestOptions, Timeout
+from ._engine import Engine, Select
+from ._odata import Filter
+from ._transport import Response
+from .dialects import Dialect
+from .paging import AsyncPager
+from .retry import RetryPolicy
+
+T = TypeVar("T")
+_Client = TypeVar("_Client", bound="ApiClient")
+
+
+class ApiClient:
+    """One tenant's client for one API (:attr:`dialect`); it shares the session's pool and tokens."""
+
+    dialect: ClassVar[Dialect]
+
+    def __init__(
+        self,
+        engine: Engine,
+        tenant_id: str,
+        *,
+        base_url: URL,
+        options: RequestOptions = NO_OPTIONS,
+    ) -> None:
+        self._engine = engine
+        self.tenant_id = tenant_id
+        self._base_url = base_url
+        self._root = self.dialect.root(base_url, tenant_id)
+        self._options = options
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.tenant_id!r})"
+
+    def with_options(
+        self: _Client,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> _Client:
+        """A copy of this client whose calls (Graph's viewpoint actions included) use ``retry`` and
+        ``timeout`` unless a call gives its own. Both are checked here."""
+        options = self._options.merged(retry, timeout)
+        return type(self)(self._engine, self.tenant_id, base_url=self._base_url, options=options)
+
+    def _list(
+        self,
+        path: str,
+        model: type[T],
+        retry: object,
+        timeout: object,
+        *,
+        filters: Filter | None = None,
+        params: dict[str, str] | None = None,
+        select: Select = None,
+        page_size: int | None = None,
+        max_items: int | None = None,
+    ) -> AsyncPager[T]:
+        query = dict(params or {})
+        filter_text = filters.build() if filters is not None else None
+        if filter_text is not None:
+            query["$filter"] = filter_text
+        return self._engine.list(
+            self.tenant_id,
+            self._root.joinpath(*path.split("/")),
+            model,
+            paging=self.dialect.paging,
+            options=self._options.merged(retry, timeout),
+            params=query,
+            select=select,
+            page_size=page_size,
+            max_items=max_items,
+        )
+
+    async def _get(
+        self,
+        url: URL,
+        model: type[T],
+        retry: object,
+        timeout: object,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        options = self._options.merged(retry, timeout)
+        return await self._engine.get(self.tenant_id, url, model, options=options, params=params)
+
+    async def _get_bytes(self, url: URL, retry: object, timeout: object) -> bytes:
+        options = self._options.merged(retry, timeout)
+        return await self._engine.get_bytes(self.tenant_id, url, options=options)
+
+    async def _post(self, url: URL, json_body: Any) -> Response:
+        return await self._engine.post(self.tenant_id, url, json_body, options=self._options)
