@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from typing import Any
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 import attrs
 
@@ -13,8 +15,28 @@ from ..clouds import get_cloud
 from ..retry import RetryPolicy
 from ..session import ServiceCommsSession
 from .errors import UsageError, error_detail
+from .output.text import printable
 
 TOKEN_ENV = "SERVICECOMMS_TOKEN"
+CREDENTIALS_HINT = (
+    "to authenticate: --token or --token-template (a static token), --device-code or --interactive "
+    "(sign in as an admin), or an app's $AZURE_CLIENT_ID, $AZURE_TENANT_ID and "
+    "$AZURE_CLIENT_SECRET (or --client-certificate); -v shows what each credential tried"
+)
+
+
+def device_code_prompt(stderr: TextIO) -> Callable[[str, str, Any], None]:
+    """The device-code sign-in's instructions, on stderr (stdout may be carrying records)."""
+
+    def prompt(verification_uri: str, user_code: str, expires_on: Any) -> None:
+        until = f" (before {expires_on:%H:%M})" if hasattr(expires_on, "strftime") else ""
+        stderr.write(
+            f"To sign in, open {printable(verification_uri)} and enter the code "
+            f"{printable(user_code)}{until}\n"
+        )
+        stderr.flush()
+
+    return prompt
 
 
 @attrs.frozen
@@ -24,7 +46,9 @@ class Auth:
 
     async def close(self) -> None:
         if self.credential is not None:
-            await self.credential.close()
+            closed = self.credential.close()  # a sync credential's close() returns None
+            if inspect.isawaitable(closed):
+                await closed
 
 
 def static_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
@@ -34,7 +58,9 @@ def static_token(args: argparse.Namespace, environ: Mapping[str, str]) -> str | 
     return args.token or environ.get(TOKEN_ENV) or None
 
 
-def make_auth(args: argparse.Namespace, environ: Mapping[str, str]) -> Auth:
+def make_auth(
+    args: argparse.Namespace, environ: Mapping[str, str], stderr: TextIO | None = None
+) -> Auth:
     """A per-tenant token from ``--token-template``, a static token (``--token`` or
     ``$SERVICECOMMS_TOKEN``), else an azure-identity credential.
 
@@ -42,6 +68,12 @@ def make_auth(args: argparse.Namespace, environ: Mapping[str, str]) -> Auth:
     and process lists) or a certificate, that app's credential; otherwise ``DefaultAzureCredential``
     (environment, workload identity, managed identity, Azure CLI, ...). Tokens are asked per customer
     tenant, since the API refuses a token from another tenant.
+
+    ``--device-code`` and ``--interactive`` sign an admin in (a user, as Graph PowerShell and the
+    CLI for Microsoft 365 do), with ``--client-id`` the public client app to sign in to (default
+    azure-identity's). These credentials exist only in synchronous form; the library calls them in
+    a worker thread. ``--client-id`` given without a secret, a certificate or a sign-in flag is a
+    usage error: it would otherwise be ignored by ``DefaultAzureCredential``.
     """
     template: str | None = getattr(args, "token_template", None)
     if template:
@@ -61,6 +93,16 @@ def make_auth(args: argparse.Namespace, environ: Mapping[str, str]) -> Auth:
     certificate = args.client_certificate or environ.get("AZURE_CLIENT_CERTIFICATE_PATH")
     allowed = ["*"]
     authority = get_cloud(args.cloud).authority
+    sign_in = "device_code" if getattr(args, "device_code", False) else None
+    if getattr(args, "interactive", False):
+        sign_in = "interactive"
+    if sign_in is not None:
+        return _sign_in(sign_in, args.client_id, auth_tenant, authority, stderr or sys.stderr)
+    if args.client_id and not (secret or certificate):
+        raise UsageError(
+            "--client-id needs the app's secret ($AZURE_CLIENT_SECRET) or --client-certificate, "
+            "or --device-code/--interactive to sign in as a user with that app"
+        )
     try:
         credential: Any
         if client_id and (secret or certificate):
@@ -92,6 +134,31 @@ def make_auth(args: argparse.Namespace, environ: Mapping[str, str]) -> Auth:
             )
     except (ValueError, OSError) as exc:
         raise UsageError(f"cannot set up authentication: {error_detail(exc)}") from None
+    return Auth({"credential": credential, "per_tenant_tokens": True}, credential)
+
+
+def _sign_in(
+    kind: str, client_id: str | None, auth_tenant: str | None, authority: str, stderr: TextIO
+) -> Auth:
+    """A user's sign-in: device code (prompt on stderr) or the system browser."""
+    from azure.identity import DeviceCodeCredential, InteractiveBrowserCredential
+
+    options: dict[str, Any] = {
+        "authority": authority,
+        # The admin's home tenant, else whichever tenant the account belongs to.
+        "tenant_id": auth_tenant or "organizations",
+        "additionally_allowed_tenants": ["*"],
+    }
+    if client_id:
+        options["client_id"] = client_id
+    credential: Any
+    try:
+        if kind == "device_code":
+            credential = DeviceCodeCredential(prompt_callback=device_code_prompt(stderr), **options)
+        else:
+            credential = InteractiveBrowserCredential(**options)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"cannot set up sign-in: {error_detail(exc)}") from None
     return Auth({"credential": credential, "per_tenant_tokens": True}, credential)
 
 

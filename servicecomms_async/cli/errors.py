@@ -14,6 +14,18 @@ class UsageError(Exception):
     """A bad option, value or input file: reported in one line each, exit code 2."""
 
 
+class OutputError(UsageError):
+    """The output could not be written (a full disk, ``/dev/full``): one line, exit code 2."""
+
+
+class StoppedError(Exception):
+    """The run stopped early for a reason that every other tenant would share: its lines, exit 1."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
 def error_detail(error: BaseException) -> str:
     """One short line saying what went wrong (never a token: errors do not carry one)."""
     if isinstance(error, APIStatusError):

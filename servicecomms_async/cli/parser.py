@@ -103,6 +103,17 @@ def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -
         help="PEM/PKCS12 certificate (default $AZURE_CLIENT_CERTIFICATE_PATH)",
     )
     group.add_argument(
+        "--device-code",
+        action="store_true",
+        help="sign in as an admin with a code shown on stderr, in a browser anywhere "
+        "(--client-id: the public client app; --auth-tenant: the admin's tenant)",
+    )
+    group.add_argument(
+        "--interactive",
+        action="store_true",
+        help="sign in as an admin in this machine's browser (options as --device-code)",
+    )
+    group.add_argument(
         "--timeout",
         type=types.seconds("--timeout"),
         default=60.0,
@@ -117,7 +128,11 @@ def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -
         help="tries per request",
     )
     group.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log to stderr, with each credential's reason for failing (-vv: debug)",
     )
 
 
@@ -129,7 +144,18 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="table for people; json, jsonl or csv for programs",
     )
-    group.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
+    group.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write here, not to stdout (written under a temporary name, in place once complete)",
+    )
+    group.add_argument(
+        "--wide",
+        action="store_true",
+        help="tables at their full width (by default they wrap text to fit the terminal; ids and "
+        "dates are never cut)",
+    )
 
 
 def _scope(dest: str, takers: Sequence[Operation], ops: Sequence[Operation]) -> str:
@@ -198,6 +224,10 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # -v before the command too (a subcommand's own default would overwrite a shared dest).
+    parser.add_argument(
+        "-v", "--verbose", dest="global_verbose", action="count", default=0, help=argparse.SUPPRESS
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
@@ -261,6 +291,18 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         help="how long one tenant may take in all (retries included) before it counts as failed",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--failures",
+        metavar="FILE",
+        help="also write the failed tenants here, one JSON object a line (tenant, error, status, "
+        "code, message, request_id)",
+    )
+    group.add_argument(
+        "--summary-format",
+        choices=("table", "json"),
+        default="table",
+        help="the summary for people, or one JSON object (totals, tables, failures)",
+    )
     _add_connection(scan, OPERATIONS)
     _add_output(scan)
     _add_filters(scan, OPERATIONS)

@@ -27,10 +27,10 @@ def run(
     if command == "emulator":
         return emulator.run(args, stdout, stderr)
     if command == "incident-report":
-        return anyio.run(report.run, args, stdout, environ)
+        return anyio.run(report.run, args, stdout, environ, stderr)
     assert op is not None
     if command == "scan":
         return anyio.run(scan.run, args, op, stdin, stdout, stderr, environ)
     if command == "demo":
         return anyio.run(demo.run, args, op, stdout, stderr)
-    return anyio.run(single.run, args, op, stdout, environ)
+    return anyio.run(single.run, args, op, stdout, environ, stderr)

@@ -48,7 +48,9 @@ async def run(args: argparse.Namespace, op: Operation, stdout: TextIO, stderr: T
     emulator = Emulator(config, middlewares=[fault_middleware(plan)], record_requests=False)
     async with emulator as emu:
         base_url = emu.graph_base_url if graph else emu.base_url
-        printer = Printer(stdout if args.format == "table" or args.output else stderr)
+        printer = Printer(
+            stdout if args.format == "table" or args.output else stderr, wide=args.wide
+        )
         degraded = round(config.degraded_ratio * len(tenant_ids))
         printer.print(
             f"Emulator on {base_url}: {len(tenant_ids)} simulated tenants, ~{degraded} with "

@@ -12,7 +12,9 @@ from ..auth import make_auth, make_session
 from ..errors import UsageError
 
 
-async def run(args: argparse.Namespace, stdout: TextIO, environ: Mapping[str, str]) -> int:
+async def run(
+    args: argparse.Namespace, stdout: TextIO, environ: Mapping[str, str], stderr: TextIO
+) -> int:
     """Write the document to ``--output`` or stdout.
 
     A document is binary: it is never written to a terminal, and where it goes is settled before the
@@ -30,7 +32,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, environ: Mapping[str, st
         binary_stdout = getattr(stdout, "buffer", None)
         if binary_stdout is None:
             raise UsageError("incident-report: this stdout takes text only; give --output FILE")
-    auth = make_auth(args, environ)
+    auth = make_auth(args, environ, stderr)
     try:
         async with make_session(args, auth) as session:
             document: bytes = await session.graph(args.tenant).incident_report(args.issue_id)

@@ -6,17 +6,24 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from ...scan import ScanItem
+import anyio
+
+from ...errors import APIStatusError, AuthenticationError
+from ...scan import ScanItem, TenantDone, TenantFailed
 from ...session import ServiceCommsSession
-from ..auth import Auth, make_auth, make_session, static_token
-from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..auth import CREDENTIALS_HINT, Auth, make_auth, make_session, static_token
+from ..errors import EXIT_FAILED, EXIT_OK, StoppedError, UsageError
 from ..output.console import Printer
 from ..output.progress import ProgressBar
-from ..output.records import Destination, RecordWriter, to_record
+from ..output.records import Destination, RecordWriter, dumps, to_record
 from ..output.summary import ScanSummary
 from ..registry import APIS, Operation
 from ..selection import bind
 from ..tenants import read_tenants
+
+# A scan stops when its first tenants (this many, or all when fewer) all failed to get a token
+# for the same reason: without working credentials every other tenant would fail the same way.
+CREDENTIAL_FAILURES_TO_STOP = 3
 
 
 async def run(
@@ -42,6 +49,33 @@ async def run(
     return EXIT_FAILED if summary.failures else EXIT_OK
 
 
+def _credential_reason(failed: TenantFailed) -> str | None:
+    """The reason a tenant could not get a token (its own id left out), or None for other failures."""
+    error = failed.error
+    if not isinstance(error, AuthenticationError) or isinstance(error, APIStatusError):
+        return None
+    return str(error).replace(failed.tenant_id, "{tenant}")
+
+
+class _CredentialWatch:
+    """Watches the first finished tenants for one credential failure shared by all of them."""
+
+    def __init__(self, tenants: int) -> None:
+        self._needed = min(CREDENTIAL_FAILURES_TO_STOP, tenants) if tenants > 1 else 0
+        self._reasons: list[str | None] = []
+
+    def stop_reason(self, result: object) -> str | None:
+        if len(self._reasons) >= self._needed or not isinstance(result, (TenantDone, TenantFailed)):
+            return None
+        reason = _credential_reason(result) if isinstance(result, TenantFailed) else None
+        self._reasons.append(reason)
+        done = len(self._reasons) == self._needed and reason is not None
+        if done and all(r == reason for r in self._reasons):
+            assert isinstance(result, TenantFailed)
+            return f"{type(result.error).__name__}: {result.error}"
+        return None
+
+
 async def run_scan(
     args: argparse.Namespace,
     op: Operation,
@@ -55,16 +89,28 @@ async def run_scan(
     """Scan ``tenants``, writing records as they arrive; return the summary (already printed).
 
     The summary goes to stdout when stdout does not carry the records (``--format table``, or
-    records to ``--output``), else to stderr, so that piped JSON and CSV stay clean.
+    records to ``--output``), else to stderr, so that piped JSON and CSV stay clean. Interrupted
+    (Ctrl-C), the summary of what finished is printed, a JSON array on stdout is closed, an
+    ``--output`` file is not written (an existing one is left as it was), and the interruption
+    goes on to end the run.
     """
     call = bind(args, op)
     key = APIS[op.api].tenant_key
     output = Destination(args.output, stdout)
+    failures_path: str | None = getattr(args, "failures", None)
+    failures_out = Destination(failures_path, stdout, flag="--failures") if failures_path else None
+    summary_format: str = getattr(args, "summary_format", "table")
+    wide: bool = getattr(args, "wide", False)
     auth: Auth | None = None
     if session_factory is None:
-        made = auth = make_auth(args, environ)
+        made = auth = make_auth(args, environ, stderr)
         session_factory = lambda: make_session(args, made, concurrency=args.concurrency)  # noqa: E731
     summary = ScanSummary(op)
+    watch = _CredentialWatch(len(tenants))
+    writer: RecordWriter | None = None
+    progress = None
+    stopped: str | None = None
+    interrupted = False
     try:
         async with session_factory() as session:
             writer = (
@@ -78,22 +124,79 @@ async def run_scan(
                 concurrency=args.concurrency,
                 tenant_timeout=getattr(args, "tenant_timeout", None),
             )
-            with ProgressBar(stderr, scan.progress, enabled=not args.no_progress) as tick:
-                async with scan as results:
-                    async for result in results:
-                        summary.add(result)
-                        if writer is not None and isinstance(result, ScanItem):
-                            writer.write(to_record(result.tenant_id, result.value, tenant_key=key))
-                        tick(result)
+            progress = scan.progress
+            try:
+                with ProgressBar(stderr, scan.progress, enabled=not args.no_progress) as tick:
+                    async with scan as results:
+                        async for result in results:
+                            summary.add(result)
+                            if writer is not None and isinstance(result, ScanItem):
+                                writer.write(
+                                    to_record(result.tenant_id, result.value, tenant_key=key)
+                                )
+                            tick(result)
+                            stopped = watch.stop_reason(result)
+                            if stopped is not None:
+                                break
+            except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
+                interrupted = True
+                raise
+            finally:
+                if interrupted:
+                    # What finished is worth knowing; stdout's JSON array is closed so it parses.
+                    if writer is not None and output.path is None:
+                        writer.close()
+                    _render(summary, args, output, stdout, stderr, progress, summary_format, wide,
+                            interrupted=True)  # fmt: skip
+                    if failures_out is not None:
+                        summary.write_failures(failures_out.open())
+                        failures_out.commit()
+            if stopped is not None:
+                raise StoppedError(
+                    f"stopped the scan: its first {len(watch._reasons)} tenants could not get a "
+                    f"token, for the same reason: {stopped}",
+                    CREDENTIALS_HINT,
+                )
             if writer is not None:
                 writer.close()
-            if args.format == "table":
-                summary_out = output.open()  # the summary is the table: stdout or --output
-            else:
-                summary_out = stdout if output.stdout_free else stderr
-            summary.render(Printer(summary_out), scan.progress)
+            _render(summary, args, output, stdout, stderr, progress, summary_format, wide)
+            output.commit()
+            if failures_out is not None:
+                summary.write_failures(failures_out.open())
+                failures_out.commit()
     finally:
         output.close()
+        if failures_out is not None:
+            failures_out.close()
         if auth is not None:
             await auth.close()
     return summary
+
+
+def _render(
+    summary: ScanSummary,
+    args: argparse.Namespace,
+    output: Destination,
+    stdout: TextIO,
+    stderr: TextIO,
+    progress: Any,
+    summary_format: str,
+    wide: bool,
+    *,
+    interrupted: bool = False,
+) -> None:
+    if progress is None:
+        return
+    if args.format == "table" and not interrupted:
+        summary_out = output.open()  # the summary is the table: stdout or --output
+    elif args.format == "table":
+        # Interrupted: the --output file is abandoned, so the partial summary goes to the terminal.
+        summary_out = output.open() if output.path is None else stderr
+    else:
+        summary_out = stdout if output.stdout_free else stderr
+    if summary_format == "json":
+        summary_out.write(dumps(summary.to_json(progress, interrupted=interrupted), indent=True))
+        summary_out.write("\n")
+        summary_out.flush()
+        return
+    summary.render(Printer(summary_out, wide=wide), progress, interrupted=interrupted)

@@ -15,24 +15,29 @@ from ..selection import bind
 
 
 async def run(
-    args: argparse.Namespace, op: Operation, stdout: TextIO, environ: Mapping[str, str]
+    args: argparse.Namespace,
+    op: Operation,
+    stdout: TextIO,
+    environ: Mapping[str, str],
+    stderr: TextIO,
 ) -> int:
     call = bind(args, op)
     tenant: str = args.tenant
     key = APIS[op.api].tenant_key
     output = Destination(args.output, stdout)
-    auth = make_auth(args, environ)
+    auth = make_auth(args, environ, stderr)
     try:
         async with make_session(args, auth) as session:
             pager = call(session.client(tenant))
             if args.format == "table":
                 records = [to_record(tenant, item, tenant_key=key) async for item in pager]
-                print_records(Printer(output.open()), op.table_columns, records)
+                print_records(Printer(output.open(), wide=args.wide), op.table_columns, records)
             else:
                 writer = RecordWriter(output.open(), args.format, op.csv_columns)
                 async for item in pager:
                     writer.write(to_record(tenant, item, tenant_key=key))
                 writer.close()
+            output.commit()  # the file is put in place only once complete
     finally:
         output.close()
         await auth.close()

@@ -3,7 +3,7 @@ rich; plus the one-line description of an error that the failure list and the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 from ...errors import APIStatusError, EndpointRetiredError
 from ...scan import ScanItem, ScanProgress, TenantDone, TenantFailed
@@ -11,6 +11,7 @@ from ..errors import error_detail
 from ..registry import Operation
 from ..selection import retired_hint
 from .console import Printer, table
+from .records import dumps
 
 
 class ScanSummary:
@@ -30,15 +31,70 @@ class ScanSummary:
         else:
             self.tally.add(result.tenant_id, result.value)
 
-    def render(self, printer: Printer, progress: ScanProgress) -> None:
+    def failure_record(self, failed: TenantFailed) -> dict[str, Any]:
+        """One failed tenant for programs: the whole tenant id and the error's parts, uncut."""
+        error = failed.error
+        status = error if isinstance(error, APIStatusError) else None
+        message = (status.message or status.body_text or "") if status is not None else str(error)
+        return {
+            "tenant": failed.tenant_id,
+            "error": type(error).__name__,
+            "status": status.status if status is not None else None,
+            "code": (status.code or None) if status is not None else None,
+            "message": message.strip() or type(error).__name__,
+            "request_id": (status.request_id or None) if status is not None else None,
+        }
+
+    def write_failures(self, out: TextIO) -> None:
+        """``--failures FILE``: one JSON object a line per failed tenant, in tenant order."""
+        for failed in sorted(self.failures, key=lambda f: f.tenant_id):
+            out.write(dumps(self.failure_record(failed)) + "\n")
+        out.flush()
+
+    def to_json(self, progress: ScanProgress, *, interrupted: bool = False) -> dict[str, Any]:
+        """``--summary-format json``: the totals, the operation's tables and the failures."""
+        title = f"{self.operation.name}: {progress.tenants_total} tenants"
+        return {
+            "api": self.operation.api,
+            "operation": self.operation.name,
+            "interrupted": interrupted,
+            "tenants": progress.tenants_total,
+            "finished": progress.tenants_finished,
+            "succeeded": progress.tenants_succeeded,
+            "failed": progress.tenants_failed,
+            "items": progress.items,
+            "seconds": round(progress.elapsed, 3),
+            "tables": [
+                {
+                    "title": found.title,
+                    "columns": list(found.columns),
+                    "rows": [dict(zip(found.columns, row, strict=True)) for row in found.rows],
+                }
+                for found in self.tally.tables(title)
+            ],
+            "failures": [
+                self.failure_record(f) for f in sorted(self.failures, key=lambda f: f.tenant_id)
+            ],
+        }
+
+    def render(
+        self, printer: Printer, progress: ScanProgress, *, interrupted: bool = False
+    ) -> None:
         title = f"{self.operation.name}: {progress.tenants_total} tenants"
         for found in self.tally.tables(title):
             printer.print(table(found.title, found.columns, found.rows))
-        printer.print(
-            f"Scanned {progress.tenants_total} tenants in {progress.elapsed:.1f}s: "
-            f"{progress.tenants_succeeded} succeeded, {progress.tenants_failed} failed, "
-            f"{progress.items} items ({progress.items_per_second:,.0f} items/s)."
-        )
+        if interrupted:
+            printer.print(
+                f"Interrupted after {progress.elapsed:.1f}s: {progress.tenants_finished} of "
+                f"{progress.tenants_total} tenants finished, {progress.tenants_succeeded} "
+                f"succeeded, {progress.tenants_failed} failed, {progress.items} items."
+            )
+        else:
+            printer.print(
+                f"Scanned {progress.tenants_total} tenants in {progress.elapsed:.1f}s: "
+                f"{progress.tenants_succeeded} succeeded, {progress.tenants_failed} failed, "
+                f"{progress.items} items ({progress.items_per_second:,.0f} items/s)."
+            )
         if not self.failures:
             return
         rows = []
@@ -52,6 +108,7 @@ class ScanSummary:
                 f"Failed tenants ({len(self.failures)})",
                 ("Tenant", "Error", "HTTP", "Code", "Detail"),
                 rows,
+                folded=("Error", "Code", "Detail"),
             )
         )
         if any(isinstance(f.error, EndpointRetiredError) for f in self.failures):
