@@ -28,7 +28,11 @@ KEEPALIVE_TIMEOUT = 30.0  # seconds an idle connection is kept
 # -- responses -------------------------------------------------------------------------------------------
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger body is an UnexpectedResponseError
 ERROR_BODY_LIMIT = 64 * 1024  # characters of an error body kept on the exception
+ERROR_TEXT_LIMIT = 4 * 1024  # characters of any other text an exception keeps (code, message, url)
 MAX_PAGES = 10_000  # pages per stream before PagingError
+MAX_ITEMS_PER_PAGE = 10_000  # items in one page before UnexpectedResponseError (max_items_per_page)
+ITEMS_PER_SLICE = 1_000  # items structured between two yields to the event loop
+MAX_NEXT_LINK_LENGTH = 16 * 1024  # characters of an @odata.nextLink before PagingError
 
 # -- paging, per API ------------------------------------------------------------------------------------
 LEGACY_PAGE_SIZE = 100  # $top of the legacy /Messages, also its documented maximum
@@ -52,3 +56,10 @@ TOKEN_RETRY_REFRESH_WITHIN = (
 TOKEN_REFUSED_AGAIN_WINDOW = (
     30.0  # a token that replaced a refused one is not dropped again this soon
 )
+
+# -- hardening: token acquisition and credentials --------------------------------------------------------
+TOKEN_TIMEOUT = (
+    30.0  # seconds a credential may take to answer (capped by what is left of the deadline)
+)
+TOKEN_SYNC_THREADS = 8  # worker threads running synchronous credentials at once, hung ones included
+CREDENTIAL_CLOSE_TIMEOUT = 10.0  # seconds aclose() waits for the credentials it made to close

@@ -118,6 +118,9 @@ class Transport:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                # The client needs no cookies, and one jar for every tenant would send one tenant's
+                # cookies with another's requests, or a next-link host's cookies to the API.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp_timeout(self.timeout),
                 headers=self._headers,
                 raise_for_status=False,
@@ -248,15 +251,18 @@ class Transport:
                 failure = exc
                 retry_after = None
             else:
+                claims_json = answer.claims_json
                 try:
-                    return answer.decode(url, tenant, attempt, raw=call.raw)
+                    return answer.decode(url, tenant, attempt, raw=call.raw, token=token)
                 except UnexpectedResponseError as exc:
-                    if not answer.claims_json:
-                        raise  # e.g. a proxy's HTML login page: asking again brings the same page
-                    # A body that says it is JSON but does not parse was most likely cut off in
-                    # transit: ask again.
-                    failure = exc
-                    retry_after = None
+                    failure = exc.with_traceback(None)  # decode's frame holds the body
+                finally:
+                    del answer  # a held error must not keep the body alive through this frame
+                if not claims_json:
+                    raise failure  # e.g. a proxy's HTML login page: asking again brings the same page
+                # A body that says it is JSON but does not parse was most likely cut off in
+                # transit: ask again.
+                retry_after = None
             decision = policy.decide(
                 attempt=attempt, elapsed=time.monotonic() - started, retry_after=retry_after
             )
@@ -317,18 +323,23 @@ class Transport:
         remaining: float,
     ) -> _RawResponse:
         url = call.url
-        headers = dict(call.headers or {})
+        headers: dict[str, str] = dict(call.headers or {})
         if token is not None:
-            headers["Authorization"] = "Bearer " + token.reveal()
-        body = None
+            # Shown as *** by every repr (the dict, aiohttp's header multidicts, traceback locals);
+            # its text is only read when aiohttp writes the request line and headers.
+            headers["Authorization"] = HiddenHeaderValue("Bearer " + token.reveal())
+        data = None
         if call.json_body is not None:
-            body = orjson.dumps(call.json_body)
+            data = orjson.dumps(call.json_body)
             headers["Content-Type"] = "application/json"
         cut_by_deadline = math.isfinite(remaining) and (
             timeouts.total is None or remaining < timeouts.total
         )
         self.requests_sent += 1
-        failure: ServiceCommsError
+        answer: _RawResponse | None = None
+        failure: ServiceCommsError | None = None
+        resp: aiohttp.ClientResponse | None = None
+        body = b""
         try:
             # Leaving this block releases the connection: back to the pool when the body was read
             # whole, closed otherwise (an error, a timeout or a cancellation mid-body).
@@ -336,18 +347,19 @@ class Transport:
                 call.method,
                 url,
                 headers=headers,
-                data=body,
+                data=data,
                 allow_redirects=False,  # a redirect must never carry the token anywhere
                 timeout=aiohttp_timeout(timeouts, remaining=remaining),
             ) as resp:
                 body = await self._read_body(resp, url, tenant)
-                status = resp.status
                 request_id = resp.headers.get("X-Activity-Id") or resp.headers.get("request-id")
-                if status >= 300:
-                    raise _status_error(resp, body, url, tenant, request_id)
-                content_type = resp.headers.get("Content-Type", "")
-        except ServiceCommsError:
-            raise
+                if resp.status >= 300:
+                    failure = _status_error(resp, body, url, tenant, request_id, token)
+                else:
+                    content_type = resp.headers.get("Content-Type", "")
+                    answer = _RawResponse(body, resp.status, request_id, content_type)
+        except ServiceCommsError as exc:
+            failure = exc
         except asyncio.TimeoutError as exc:
             failure = RequestTimeoutError(
                 f"{_timeout_phase(exc, timeouts, cut_by_deadline)} for {_redact(url)} (tenant {tenant})",
@@ -379,11 +391,25 @@ class Transport:
                 url=_redact(url),
                 tenant=tenant,
             )
-        else:
-            return _RawResponse(body, status, request_id, content_type)
-        # Raised outside the except blocks so that no aiohttp exception rides along as __context__:
-        # its RequestInfo holds the request headers, Authorization included.
-        raise failure
+        except ValueError as exc:
+            # aiohttp or yarl refused the URL itself (a NUL, user info, ...): sending it again
+            # would fail the same way.
+            failure = UnexpectedResponseError(
+                f"the request to {_redact(url)} (tenant {tenant}) could not be sent: "
+                f"{type(exc).__name__}: {exc}",
+                url=_redact(url),
+                tenant=tenant,
+            )
+        # Nothing in this frame may outlive the attempt through a held error's traceback: not the
+        # headers (the token), not the body.
+        del headers, data, resp, body
+        if answer is not None:
+            return answer
+        assert failure is not None
+        # Raised outside the except blocks so that no aiohttp exception rides along as __context__
+        # (its RequestInfo holds the request headers), and without the frames below this one (they
+        # hold the body).
+        raise _scrubbed(failure, token).with_traceback(None)
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, tenant: str) -> bytes:
         limit = self.max_body_bytes
@@ -456,15 +482,18 @@ class _RawResponse:
         """Whether the body should be JSON by its Content-Type (or the lack of one)."""
         return not self.content_type or "json" in self.content_type.lower()
 
-    def decode(self, url: URL, tenant: str, attempt: int, *, raw: bool = False) -> Response:
+    def decode(
+        self, url: URL, tenant: str, attempt: int, *, raw: bool = False, token: Secret | None = None
+    ) -> Response:
         if raw:
             return Response(self.body, self.status, str(url), self.request_id, attempt)
         try:
             data = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
+            start = _scrub_bytes(self.body, token, 80)
             raise UnexpectedResponseError(
                 f"the response from {_redact(url)} is not valid JSON ({exc}; Content-Type "
-                f"{self.content_type!r}, {len(self.body)} bytes, starting {self.body[:80]!r})",
+                f"{self.content_type!r}, {len(self.body)} bytes, starting {start!r})",
                 url=_redact(url),
                 tenant=tenant,
             ) from None
@@ -495,9 +524,16 @@ def _timeout_phase(exc: BaseException, timeout: Timeout, cut_by_deadline: bool) 
 
 
 def _status_error(
-    resp: aiohttp.ClientResponse, body: bytes, url: URL, tenant: str, request_id: str | None
+    resp: aiohttp.ClientResponse,
+    body: bytes,
+    url: URL,
+    tenant: str,
+    request_id: str | None,
+    token: Secret | None,
 ) -> APIStatusError:
-    text = body[: _constants.ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+    """The typed error for an error answer; every text it keeps is capped (by the error classes)
+    and free of the token this attempt sent (a server may echo the ``Authorization`` header)."""
+    text = _scrub_bytes(body, token, _constants.ERROR_BODY_LIMIT).decode("utf-8", errors="replace")
     code: str | None = None
     message: str | None = None
     try:
@@ -520,16 +556,70 @@ def _status_error(
         text = f"unexpected redirect to {resp.headers.get('Location', '?')}; redirects are not followed"
     cls = status_error_class(status, code, text)
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    secret = _scrub_value(token)
     return cls(
         status=status,
-        code=code,
-        message=message,
+        code=_scrub(code, secret),
+        message=_scrub(message, secret),
         body_text=text,
-        request_id=request_id,
+        request_id=_scrub(request_id, secret),
         tenant=tenant,
         url=_redact(url),
         retry_after=retry_after,
     )
+
+
+class HiddenHeaderValue(str):
+    """A header value (the ``Authorization`` header) whose ``repr`` is ``'***'``.
+
+    aiohttp keeps the object as given in its header multidicts and writes its text only when it
+    serialises the request, so the token never shows in a repr: not in a dict, not in
+    ``RequestInfo``, not in the locals a traceback formatter (rich, ``pytest -l``, Sentry) prints.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+_SCRUBBED = "***"
+_MIN_SCRUB_LENGTH = 8  # a shorter "token" (a test's "x") would only mangle the text
+
+
+def _scrub_value(token: Secret | None) -> str | None:
+    if token is None:
+        return None
+    value = token.reveal()
+    return value if len(value) >= _MIN_SCRUB_LENGTH else None
+
+
+def _scrub(text: str | None, secret: str | None) -> str | None:
+    if text is None or secret is None or secret not in text:
+        return text
+    return text.replace(secret, _SCRUBBED)
+
+
+def _scrub_bytes(body: bytes, token: Secret | None, limit: int) -> bytes:
+    """The first ``limit`` bytes of ``body`` with the token replaced (scrubbed before the cut, so
+    that no token is left half in the text)."""
+    secret = _scrub_value(token)
+    if secret is None:
+        return body[:limit]
+    raw = secret.encode()
+    return body[: limit + len(raw)].replace(raw, _SCRUBBED.encode())[:limit]
+
+
+def _scrubbed(error: ServiceCommsError, token: Secret | None) -> ServiceCommsError:
+    """``error`` with the token replaced in its message and in every text attribute."""
+    secret = _scrub_value(token)
+    if secret is None:
+        return error
+    error.args = tuple(_scrub(a, secret) if isinstance(a, str) else a for a in error.args)
+    for name, value in list(vars(error).items()):
+        if isinstance(value, str) and secret in value:
+            setattr(error, name, value.replace(secret, _SCRUBBED))
+    return error
 
 
 def _redact(url: URL) -> str:
@@ -540,7 +630,7 @@ def _redact(url: URL) -> str:
 def _reason(exc: ServiceCommsError) -> str:
     """A failure in a few words for a log line (exception texts never hold a secret)."""
     if isinstance(exc, APIStatusError):
-        parts = [f"HTTP {exc.status}", exc.code or ""]
+        parts = [f"HTTP {exc.status}", (exc.code or "")[:100]]
         if exc.retry_after is not None:
             parts.append(f"Retry-After {exc.retry_after:g}s")
         if exc.request_id:

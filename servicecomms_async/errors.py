@@ -26,6 +26,11 @@ Every error the library raises on purpose derives from :class:`ServiceCommsError
 
 Invalid arguments raise :class:`ValueError` or :class:`TypeError` naming the parameter, before anything is
 sent. No exception text ever contains a token, a client secret or an ``Authorization`` header.
+
+Every text an error keeps is capped, so that a hostile or broken server cannot make a held error large:
+``body_text`` at ``ERROR_BODY_LIMIT`` (64 KiB) characters, the message and every other text (``code``,
+``message``, ``url``, ``request_id``) at ``ERROR_TEXT_LIMIT`` (4 KiB) characters; a cut text ends in
+``...``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._constants import THROTTLE_CODE
+from ._constants import ERROR_BODY_LIMIT, ERROR_TEXT_LIMIT, THROTTLE_CODE
+
+
+def cap_text(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters (ending in ``...`` when cut)."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def _cap_optional(text: str | None, limit: int = ERROR_TEXT_LIMIT) -> str | None:
+    return None if text is None else cap_text(text, limit)
 
 
 class ServiceCommsError(Exception):
@@ -48,8 +62,8 @@ class TransportError(ServiceCommsError):
     """No usable HTTP response arrived: the request failed below HTTP."""
 
     def __init__(self, message: str, *, url: str | None = None, tenant: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
+        super().__init__(cap_text(message))
+        self.url = _cap_optional(url)
         self.tenant = tenant
 
 
@@ -69,8 +83,8 @@ class ResponseError(ServiceCommsError):
     """A response arrived, but it is not what the API promises."""
 
     def __init__(self, message: str, *, url: str | None = None, tenant: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
+        super().__init__(cap_text(message))
+        self.url = _cap_optional(url)
         self.tenant = tenant
 
 
@@ -96,8 +110,8 @@ class InvalidFieldError(ResponseError):
         self.model = model
         self.field = field
         self.wire_name = wire_name
-        self.value = value
-        self.item_id = item_id
+        self.value = cap_text(value) if isinstance(value, str) else value
+        self.item_id = cap_text(item_id) if isinstance(item_id, str) else item_id
 
 
 class PagingError(ResponseError):
@@ -112,7 +126,7 @@ class CredentialError(AuthenticationError):
     """The credential could not produce a token for a tenant (bad secret, unknown app, bad scope)."""
 
     def __init__(self, message: str, *, tenant: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(cap_text(message))
         self.tenant = tenant
 
 
@@ -139,12 +153,12 @@ class APIStatusError(ServiceCommsError):
         retry_after: float | None = None,
     ) -> None:
         self.status = status
-        self.code = code
-        self.message = message
-        self.body_text = body_text
-        self.request_id = request_id
+        self.code = _cap_optional(code)
+        self.message = _cap_optional(message)
+        self.body_text = cap_text(body_text, ERROR_BODY_LIMIT)
+        self.request_id = _cap_optional(request_id)
         self.tenant = tenant
-        self.url = url
+        self.url = cap_text(url)
         self.retry_after = retry_after
         super().__init__(self._describe())
 

@@ -39,6 +39,37 @@ SECRETS: set[str] = {TOKEN}
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
 
 
+def leaks(text: str) -> bool:
+    return bool(_JWT.search(text)) or any(secret in text for secret in SECRETS)
+
+
+def traceback_locals_leaks(error: BaseException) -> list[str]:
+    """Each local of each traceback frame (of ``error`` and the errors chained to it) whose repr
+    shows a secret, as "function.name": what ``rich``'s ``tracebacks_show_locals``, ``pytest -l``,
+    better_exceptions and Sentry's frame capture would print."""
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+        tb = current.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            for name, value in list(frame.f_locals.items()):
+                try:
+                    shown = repr(value)
+                except Exception:  # a repr that fails shows nothing
+                    continue
+                if leaks(shown):
+                    found.append(f"{frame.f_code.co_name}.{name}")
+            tb = tb.tb_next
+    return found
+
+
 class _RecordEverything(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -48,6 +79,12 @@ class _RecordEverything(logging.Handler):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += f" {record.exc_info[1]!r}"
+            # A handler may print the traceback with its frames' locals (rich's RichHandler with
+            # tracebacks_show_locals=True, Sentry): they must not show a secret either.
+            text += "".join(
+                f" [traceback local {where} shows a secret]"
+                for where in traceback_locals_leaks(record.exc_info[1])
+            )
         self.lines.append(text)
 
 
@@ -64,11 +101,7 @@ def no_secret_in_any_log_record() -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
-    leaked = [
-        line
-        for line in handler.lines
-        if _JWT.search(line) or any(secret in line for secret in SECRETS)
-    ]
+    leaked = [line for line in handler.lines if leaks(line) or "shows a secret]" in line]
     assert not leaked, f"a secret reached the logs: {leaked[:3]}"
 
 
