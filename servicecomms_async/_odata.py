@@ -31,7 +31,14 @@ def format_datetime_literal(value: datetime | date, *, parameter: str) -> str:
                 f"{parameter} must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)); "
                 "a naive datetime is ambiguous"
             )
-        return format_datetime(value)
+        try:
+            return format_datetime(value)
+        except OverflowError:
+            # datetime(1, 1, 1, tzinfo=+05:00) is a year-0 instant in UTC, which datetime cannot hold.
+            raise ValueError(
+                f"{parameter} is out of range once moved to UTC ({value.isoformat()}); "
+                "use a date from year 1 to 9999 in UTC"
+            ) from None
     if isinstance(value, date):
         return format_datetime(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
     raise TypeError(f"{parameter} must be a datetime or a date, got {type(value).__name__}")
@@ -104,15 +111,58 @@ class Filter:
         return self
 
     def raw(self, text: str | None) -> Filter:
-        """The caller's own OData, parenthesised so that it cannot change the other clauses' meaning."""
+        """The caller's own OData, parenthesised so that it cannot change the other clauses' meaning.
+
+        Parenthesising holds only if the text cannot close the parenthesis itself: its parentheses
+        must balance outside string literals (never closing one that is not open) and its string
+        literals must close (``''`` is a quote inside one), else ``ValueError``. ``"x) or (true"``
+        would otherwise turn ``service eq 'A' and (x) or (true)`` into "everything".
+        """
         if text is not None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("filter must be a non-empty OData expression")
+            _check_raw_filter(text)
             self._clauses.append(f"({text})")
         return self
 
     def build(self) -> str | None:
         return " and ".join(self._clauses) if self._clauses else None
+
+
+def _check_raw_filter(text: str) -> None:
+    depth = 0
+    in_string = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "'":
+                if text[i + 1 : i + 2] == "'":  # '' is an escaped quote
+                    i += 1
+                else:
+                    in_string = False
+        elif ch == "'":
+            in_string = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(
+                    f"filter closes a parenthesis it did not open at position {i} "
+                    f"({text[:80]!r}); a raw filter must be one balanced OData expression"
+                )
+        i += 1
+    if in_string:
+        raise ValueError(
+            f"filter has a string literal that does not close ({text[:80]!r}); write a quote "
+            "inside a string as ''"
+        )
+    if depth:
+        raise ValueError(
+            f"filter leaves {depth} parenthesis(es) open ({text[:80]!r}); a raw filter must be one "
+            "balanced OData expression"
+        )
 
 
 def build_select(select: Iterable[str] | str | None, model: type) -> str | None:

@@ -30,21 +30,37 @@ credentials. Its contract:
 * **Ownership.** Credentials made by a ``tenant -> credential`` factory are the provider's, closed by
   :meth:`CredentialTokenProvider.aclose`; a credential passed in is the caller's and is never closed.
 * **Sync credentials.** azure-core's synchronous credentials (``azure.identity.DeviceCodeCredential`` has
-  no async form) are called in a worker thread; async ones (``azure.identity.aio``) on the loop.
+  no async form) are called in a worker thread; async ones (``azure.identity.aio``) on the loop. At most
+  ``max_sync_threads`` (8) such calls run at once, counting calls that were given up on and still block
+  their thread, so a credential that hangs costs a bounded number of threads, not one per tenant.
+* **Timeout.** A credential has ``token_timeout`` seconds (30) to answer, or less when the caller passes
+  ``get_token(tenant, within=...)`` (what is left of its request's deadline); then the call fails with
+  :class:`~servicecomms_async.errors.CredentialError` "the credential did not answer within N s". Waiters
+  on a flight wait no longer than their own timeout either.
+* **Stray cancellations.** A credential that raises ``CancelledError`` when nothing cancelled its caller
+  has failed, like any other exception: a ``CredentialError``, never a silent end of the caller's work.
+* **Closing.** :meth:`CredentialTokenProvider.aclose` closes the credentials it made concurrently, each
+  within ``CREDENTIAL_CLOSE_TIMEOUT`` (10 s): one whose ``close()`` hangs is logged and left behind, and
+  the others are still closed.
 
 Tokens are held in :class:`Secret` so that no repr, log line or exception shows them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hmac
 import inspect
 import json
 import logging
+import math
 import random
 import re
+import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -52,7 +68,8 @@ import anyio
 import anyio.to_thread
 
 from . import _constants
-from .errors import CredentialError
+from ._validate import validate_int, validate_seconds
+from .errors import AuthenticationError, CredentialError
 
 __all__ = [
     "REFRESH_JITTER",
@@ -136,8 +153,9 @@ class TokenProvider(Protocol):
         """Whether each tenant gets a token of its own; if not, one token serves every tenant."""
         ...
 
-    async def get_token(self, tenant: str) -> Secret:
-        """A token for ``tenant`` (cached, or fetched once however many callers wait)."""
+    async def get_token(self, tenant: str, *, within: float | None = None) -> Secret:
+        """A token for ``tenant`` (cached, or fetched once however many callers wait), within
+        ``within`` seconds (what is left of the request's deadline) when given."""
         ...
 
     def invalidate(self, tenant: str, token: Secret) -> None:
@@ -151,9 +169,28 @@ class TokenProvider(Protocol):
 
 class StaticTokenProvider:
     """Bearer tokens the caller manages: one ``token`` for every tenant, or a ``tenant -> token`` callable
-    (tests, the emulator, callers with their own token store). A 401 is final: nothing can refresh them."""
+    (tests, the emulator, callers with their own token store). A 401 is final: nothing can refresh them.
+    An ``async`` callable has ``token_timeout`` seconds to answer (no limit by default).
 
-    def __init__(self, token: StaticToken) -> None:
+    ``tenant_check`` (the session sets it for Microsoft Graph, which reads the tenant from the token and
+    not from the URL): when a token is a JWT whose ``tid`` claim names another tenant than the tenant
+    GUID it is used for, :meth:`get_token` raises :class:`~servicecomms_async.errors.AuthenticationError`
+    naming both tenants, before anything is sent; otherwise Graph would answer with the token's tenant's
+    data under the other tenant's id. Only the payload is read (no signature check); tokens that are not
+    JWTs and tenants named by domain are not checked.
+    """
+
+    def __init__(
+        self, token: StaticToken, *, tenant_check: bool = False, token_timeout: float = math.inf
+    ) -> None:
+        if not isinstance(tenant_check, bool):
+            raise TypeError(
+                f"tenant_check must be True or False, got {type(tenant_check).__name__}"
+            )
+        self._tenant_check = tenant_check
+        timeout = validate_seconds(token_timeout, "token_timeout")
+        assert timeout is not None
+        self.token_timeout = timeout  # for an async token callable
         if callable(token):
             self._per_tenant: Callable[[str], str | Awaitable[str]] | None = token
             self._token: Secret | None = None
@@ -166,14 +203,20 @@ class StaticTokenProvider:
         """A ``tenant -> token`` callable gives each tenant its own token; a string serves all."""
         return self._per_tenant is not None
 
-    async def get_token(self, tenant: str) -> Secret:
+    async def get_token(self, tenant: str, *, within: float | None = None) -> Secret:
         if self._token is not None:
-            return self._token
-        assert self._per_tenant is not None
-        token = self._per_tenant(tenant)
-        if inspect.isawaitable(token):  # an async callable: ``async def token(tenant) -> str``
-            token = await token
-        return Secret(_checked_token(token, source=f"the token callable for tenant {tenant}"))
+            secret = self._token
+        else:
+            assert self._per_tenant is not None
+            token = self._per_tenant(tenant)
+            if inspect.isawaitable(token):  # an async callable: ``async def token(tenant) -> str``
+                limit = self.token_timeout if within is None else min(self.token_timeout, within)
+                token = await _awaited_within(token, limit, tenant)
+            source = f"the token callable for tenant {tenant}"
+            secret = Secret(_checked_token(token, source=source))
+        if self._tenant_check:
+            _check_token_tenant(secret, tenant)
+        return secret
 
     def invalidate(self, tenant: str, token: Secret) -> None:
         """A static token cannot be refreshed; the retry after a 401 will fail the same way."""
@@ -188,6 +231,15 @@ class StaticTokenProvider:
 def _checked_token(token: object, *, source: str = "token") -> str:
     if not isinstance(token, str):
         raise TypeError(f"{source} must give a str (the access token), got {type(token).__name__}")
+    # Checked before stripping: a token read from a file with its newline, or one carrying a header
+    # after CR LF, is refused rather than silently cut or sent into the Authorization header.
+    if "\r" in token or "\n" in token:
+        raise ValueError(
+            f"{source} must give a token without a line break (CR or LF); strip the value you read "
+            "(e.g. open(path).read().strip())"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise ValueError(f"{source} must give a token without control characters")
     if not token.strip():
         raise ValueError(f"{source} must give a non-empty string")
     token = token.strip()
@@ -258,6 +310,9 @@ class CredentialTokenProvider:
     (a multi-tenant app whose credential allows those tenants, e.g. ``additionally_allowed_tenants=["*"]``);
     otherwise one token serves every tenant (a tenant admin's own credential). A factory always gives one
     credential, and so one token, per tenant.
+
+    ``token_timeout``: seconds a credential may take to answer (``math.inf`` for no limit, e.g. for a
+    device code a person must enter); ``max_sync_threads``: synchronous credential calls running at once.
     """
 
     def __init__(
@@ -266,6 +321,8 @@ class CredentialTokenProvider:
         *,
         scope: str,
         per_tenant: bool = False,
+        token_timeout: float = _constants.TOKEN_TIMEOUT,
+        max_sync_threads: int = _constants.TOKEN_SYNC_THREADS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if _is_credential(credential):
@@ -282,6 +339,12 @@ class CredentialTokenProvider:
             )
         if not isinstance(per_tenant, bool):
             raise TypeError(f"per_tenant must be a bool, got {type(per_tenant).__name__}")
+        timeout = validate_seconds(token_timeout, "token_timeout")
+        assert timeout is not None
+        self.token_timeout = timeout
+        self._max_sync_threads = validate_int(max_sync_threads, "max_sync_threads")
+        self._sync_running = 0  # sync credential calls whose thread has not returned, hung ones too
+        self._sync_lock = threading.Lock()
         self._scope = scope
         self._per_tenant = per_tenant or self._factory is not None
         self._clock = clock
@@ -303,16 +366,27 @@ class CredentialTokenProvider:
     def _key(self, tenant: str, scope: str | None) -> Key:
         return (tenant if self._per_tenant else "*", scope or self._scope)
 
-    async def get_token(self, tenant: str, *, scope: str | None = None) -> Secret:
-        """A token for ``tenant`` and ``scope`` (the provider's scope by default)."""
+    async def get_token(
+        self, tenant: str, *, scope: str | None = None, within: float | None = None
+    ) -> Secret:
+        """A token for ``tenant`` and ``scope`` (the provider's scope by default), within
+        ``token_timeout`` seconds, or ``within`` seconds when that is shorter (what is left of a deadline)."""
         key = self._key(tenant, scope)
+        limit = self.token_timeout if within is None else min(self.token_timeout, within)
+        own_limit = limit >= self.token_timeout  # not cut short by this caller's deadline
+        deadline = anyio.current_time() + max(limit, 0.0)
         while True:
             cached = self._cache.get(key)
             if cached is not None and self._clock() < cached.refresh_at:
                 return cached.token
             flight = self._flights.get(key)
             if flight is not None:
-                await flight.done.wait()
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    await flight.done.wait()
+                if not flight.done.is_set():
+                    raise CredentialError(
+                        self._failure_message(tenant, key[1], _no_answer(limit)), tenant=tenant
+                    )
                 if flight.failure is not None:
                     raise CredentialError(
                         self._failure_message(tenant, key[1], flight.failure), tenant=tenant
@@ -322,7 +396,15 @@ class CredentialTokenProvider:
                 continue  # the caller leading that flight was cancelled: lead a new one
             flight = self._flights[key] = _Flight()
             try:
-                entry = await self._fetch(tenant, key, cached)
+                with anyio.move_on_after(deadline - anyio.current_time()) as timer:
+                    entry = await self._fetch(tenant, key, cached)
+                if timer.cancelled_caught:
+                    if own_limit:  # the credential's own time is up: its waiters fail with it
+                        flight.failure = _no_answer(limit)
+                    # else only this caller ran out of time: the next waiter leads a new flight
+                    raise CredentialError(
+                        self._failure_message(tenant, key[1], _no_answer(limit)), tenant=tenant
+                    )
                 self._cache[key] = entry
                 self._refused.pop(key, None)  # kept until now in case this flight failed
                 flight.token = entry.token
@@ -353,8 +435,20 @@ class CredentialTokenProvider:
         self._refused[key] = token
 
     async def _fetch(self, tenant: str, key: Key, previous: _CachedToken | None) -> _CachedToken:
-        scope = key[1]
         credential = self._credential_for(tenant)
+        try:
+            return await self._fetch_from(credential, tenant, key, previous)
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancellation_is_ours():
+                raise
+            # The credential raised CancelledError though nothing cancelled this task (e.g. it
+            # cancelled a task of its own and let that escape): a failure like any other.
+            raise _CredentialFailed(_describe_failure(credential, exc)) from None
+
+    async def _fetch_from(
+        self, credential: Credential, tenant: str, key: Key, previous: _CachedToken | None
+    ) -> _CachedToken:
+        scope = key[1]
         now = self._clock()
         refused = self._refused.get(key)
         still_valid = previous if previous is not None and previous.valid_at(now) else None
@@ -415,15 +509,38 @@ class CredentialTokenProvider:
         if inspect.iscoroutinefunction(call.func):
             answer = await call()
         else:
-            # A synchronous credential blocks on HTTP (or on a person, for a device code): give it a
-            # thread, and let a cancelled caller go without waiting for it.
-            answer = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            answer = await self._in_thread(call)
             if inspect.isawaitable(answer):
                 answer = await answer
         token = getattr(answer, "token", None)
         if not isinstance(token, str) or not token:
             raise ValueError(f"the credential returned {type(answer).__name__} without a token")
         return _Issued(token, _number(answer, "expires_on"), _number(answer, "refresh_on"))
+
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        """Run a synchronous credential call in a worker thread.
+
+        A synchronous credential blocks on HTTP (or on a person, for a device code), so a cancelled or
+        timed-out caller goes without waiting for it (``abandon_on_cancel``); anyio then frees its
+        thread-limiter slot although the thread still runs. The provider's own count lasts until the
+        thread returns, so hung calls cannot pile up one thread per tenant.
+        """
+        while True:
+            with self._sync_lock:
+                if self._sync_running < self._max_sync_threads:
+                    self._sync_running += 1
+                    break
+            # Every thread is busy (maybe hung): wait for one to return, within the caller's timeout.
+            await anyio.sleep(0.05)
+
+        def counted() -> Any:
+            try:
+                return call()
+            finally:
+                with self._sync_lock:
+                    self._sync_running -= 1
+
+        return await anyio.to_thread.run_sync(counted, abandon_on_cancel=True)
 
     def _entry(self, issued: _Issued, now: float, *, after_refusal: bool) -> _CachedToken:
         expires_on, refresh_on = issued.expires_on, issued.refresh_on
@@ -478,8 +595,12 @@ class CredentialTokenProvider:
                     f"the credential factory failed: {type(exc).__name__}: {_first_line(exc)}"
                 ) from None
             if not _is_credential(made):
-                raise TypeError(
-                    _not_a_credential(made, f"the credential factory's result for {tenant}")
+                name = made.__name__ if isinstance(made, type) else type(made).__name__
+                what = "the class " if isinstance(made, type) else ""
+                raise _CredentialFailed(
+                    f"the credential factory returned {what}{name}, not a credential: it must "
+                    "return an azure-core token credential instance (with get_token), e.g. "
+                    "azure.identity.aio.ClientSecretCredential(tenant_id, ...)"
                 )
             credential = self._made[tenant] = made
         return credential
@@ -492,25 +613,14 @@ class CredentialTokenProvider:
         made, self._made = self._made, {}
         self._cache.clear()
         self._refused.clear()
-        closed: set[int] = set()
+        unique: dict[int, tuple[str, Credential]] = {}
         for tenant, credential in made.items():
-            if id(credential) in closed:
-                continue
-            closed.add(id(credential))
-            close = getattr(credential, "close", None)
-            if close is None:
-                continue
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                logger.warning(
-                    "closing the credential made for tenant %s failed: %s: %s",
-                    tenant,
-                    type(exc).__name__,
-                    _first_line(exc),
-                )
+            unique.setdefault(id(credential), (tenant, credential))
+        # Concurrently, each within a timeout: one close() that hangs must neither hang the session's
+        # aclose() nor keep the credentials after it open.
+        async with anyio.create_task_group() as task_group:
+            for tenant, credential in unique.values():
+                task_group.start_soon(_close_credential, tenant, credential)
 
     def __repr__(self) -> str:
         source = (
@@ -521,6 +631,103 @@ class CredentialTokenProvider:
         return (
             f"CredentialTokenProvider({source}, scope={self._scope!r}, "
             f"per_tenant={self._per_tenant}, cached={len(self._cache)})"
+        )
+
+
+async def _close_credential(tenant: str, credential: Credential) -> None:
+    close = getattr(credential, "close", None)
+    if close is None:
+        return
+    timeout = _constants.CREDENTIAL_CLOSE_TIMEOUT
+    try:
+        with anyio.move_on_after(timeout) as timer:
+            if inspect.iscoroutinefunction(close):
+                await close()
+            else:
+                # A sync credential's close() can block (it closes its HTTP transport).
+                result = await anyio.to_thread.run_sync(close, abandon_on_cancel=True)
+                if inspect.isawaitable(result):
+                    await result
+    except Exception as exc:
+        logger.warning(
+            "closing the credential made for tenant %s failed: %s: %s",
+            tenant,
+            type(exc).__name__,
+            _first_line(exc),
+        )
+        return
+    if timer.cancelled_caught:
+        logger.warning(
+            "closing the credential made for tenant %s did not finish within %gs; left open",
+            tenant,
+            timeout,
+        )
+
+
+def cancellation_is_ours() -> bool:
+    """Whether the ``CancelledError`` just caught comes from a cancellation of this task: a cancelled
+    anyio cancel scope around it, or (asyncio) ``task.cancel()``. ``False`` means some code raised it
+    on its own, which is a failure to report, not a cancellation to obey."""
+    if anyio.current_effective_deadline() <= anyio.current_time():
+        return True
+    try:
+        import asyncio
+
+        task = asyncio.current_task()
+    except RuntimeError:  # not running on asyncio: only cancel scopes cancel
+        return False
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling is not None and cancelling())
+
+
+async def _awaited_within(awaitable: Awaitable[str], within: float | None, tenant: str) -> str:
+    """An async token callable's answer, within the caller's ``within`` seconds (what is left of its deadline)."""
+    if within is None or not math.isfinite(within):
+        return await awaitable
+    with anyio.move_on_after(max(within, 0.0)):
+        return await awaitable
+    raise CredentialError(
+        f"could not get a token for tenant {tenant}: the token callable did not answer within "
+        f"{within:g} s",
+        tenant=tenant,
+    )
+
+
+def _no_answer(limit: float) -> str:
+    return f"the credential did not answer within {limit:g} s"
+
+
+def _jwt_tenant(token: str) -> str | None:
+    """The ``tid`` claim of a JWT (payload read, signature not checked), or ``None``."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0].startswith("eyJ"):
+        return None
+    payload = parts[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    tid = claims.get("tid") if isinstance(claims, dict) else None
+    if not isinstance(tid, str):
+        return None
+    try:
+        return str(uuid.UUID(tid))
+    except ValueError:
+        return None
+
+
+def _check_token_tenant(token: Secret, tenant: str) -> None:
+    """Refuse a JWT issued for another tenant than the tenant GUID it is about to be used for."""
+    try:
+        wanted = str(uuid.UUID(tenant))
+    except ValueError:
+        return  # a domain: which tenant it names is the directory's to say
+    issued_for = _jwt_tenant(token.reveal())
+    if issued_for is not None and issued_for != wanted:
+        raise AuthenticationError(
+            f"the token for tenant {wanted} was issued for tenant {issued_for} (its tid claim): "
+            "Microsoft Graph would answer with that tenant's data; pass that tenant's own token "
+            "(or a tenant -> token callable)"
         )
 
 

@@ -18,7 +18,10 @@ Contract:
   :class:`TenantFailed`, after all of its items. An invalid tenant id is a :class:`TenantFailed` whose
   error is the ``ValueError`` or ``TypeError`` from validation; no request is sent for it.
 * **Isolation.** A tenant's failure (any ``Exception`` from its requests or from ``operation``) is that
-  tenant's result; the others carry on. Cancellation is never swallowed.
+  tenant's result; the others carry on. Cancellation is never swallowed; but a ``CancelledError`` raised
+  while nothing cancelled the scan (an operation or a credential that let one escape) is a failure of that
+  tenant like any other: a :class:`TenantFailed` whose error is a ``RuntimeError`` saying so (a
+  credential's is a :class:`~servicecomms_async.errors.CredentialError`).
 * **Bounded.** At most ``concurrency`` tenants run at once, each making one request at a time (as a
   pager does), so no more than ``concurrency`` requests are in flight. Results go through a stream of
   ``buffer_size`` slots: a slow consumer slows the scan down instead of growing memory.
@@ -28,7 +31,11 @@ Contract:
   takes longer fails with :class:`~servicecomms_async.errors.RequestTimeoutError`; time spent waiting for
   a slow consumer does not count against it.
 * **Progress.** :attr:`Scan.progress` is a live :class:`ScanProgress`; ``on_progress`` is called with it
-  each time a tenant finishes.
+  each time a tenant finishes. An ``on_progress`` that raises does not stop the scan: its first failure
+  is logged as a warning with its traceback (later ones at debug level) and the scan goes on.
+* **Pool.** While a scan runs (entered, not yet left) it holds ``concurrency`` connections of the
+  session's pool (``reserve_connections``), so that scans running at once on one session never wait for
+  each other's connections.
 * **A broken operation stops the scan.** When the first tenants (three, or all of them if fewer) fail
   with the same programming error before delivering anything (an ``AttributeError``, ``TypeError`` or
   ``NameError``, or a ``ValueError`` from calling the operation itself: a typo, a method of the other
@@ -46,7 +53,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -57,6 +64,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import _constants
 from ._validate import validate_int, validate_seconds, validate_tenant_id
+from .auth import cancellation_is_ours
 from .errors import RequestTimeoutError, ServiceCommsError
 
 __all__ = [
@@ -224,6 +232,7 @@ class Scan(Generic[T]):
         tenant_timeout: float | None = None,
         buffer_size: int | None = None,
         on_progress: Callable[[ScanProgress], object] | None = None,
+        reserve_connections: Callable[[int], AbstractContextManager[object]] | None = None,
     ) -> None:
         if not callable(operation):
             raise TypeError(
@@ -247,6 +256,8 @@ class Scan(Generic[T]):
         self.tenant_timeout = tenant_timeout
         self._buffer_size = buffer_size
         self._on_progress = on_progress
+        self._on_progress_failed = False
+        self._reserve_connections = reserve_connections
         self.progress = ScanProgress(tenants_total=len(self._plan))
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._exit_stack: AsyncExitStack | None = None
@@ -278,6 +289,9 @@ class Scan(Generic[T]):
         self._entered = True
         send, receive = anyio.create_memory_object_stream[ScanResult[T]](self._buffer_size)
         async with AsyncExitStack() as stack:
+            if self._reserve_connections is not None:
+                # Entered first, so left last: the connections are held until every worker is done.
+                stack.enter_context(self._reserve_connections(self.concurrency))
             stack.push_async_callback(receive.aclose)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = task_group
@@ -396,6 +410,17 @@ class Scan(Generic[T]):
                         progress.active[tenant] = count
                 except Exception as exc:
                     outcome = TenantFailed(tenant, exc, count, time.monotonic() - started)
+                except anyio.get_cancelled_exc_class() as exc:
+                    if cancellation_is_ours():
+                        raise
+                    # Nothing cancelled the scan: the operation let a CancelledError escape. Had it
+                    # propagated, the scan would have ended silently without this tenant's result.
+                    error = RuntimeError(
+                        f"tenant {tenant}: the operation raised {type(exc).__name__} although the "
+                        "scan was not cancelled"
+                    )
+                    error.__cause__ = exc
+                    outcome = TenantFailed(tenant, error, count, time.monotonic() - started)
                 else:
                     outcome = TenantDone(tenant, count, time.monotonic() - started)
                 finally:
@@ -474,7 +499,20 @@ class Scan(Generic[T]):
         if progress.tenants_remaining == 0:
             progress.finished_at = time.monotonic()
         if self._on_progress is not None:
-            self._on_progress(progress)
+            try:
+                self._on_progress(progress)
+            except Exception as exc:
+                # A progress display must not tear down the scan it reports on.
+                if not self._on_progress_failed:
+                    self._on_progress_failed = True
+                    logger.warning(
+                        "on_progress raised %s; the scan goes on (later failures are logged at "
+                        "debug level)",
+                        type(exc).__name__,
+                        exc_info=exc,
+                    )
+                else:
+                    logger.debug("on_progress raised %s again", type(exc).__name__)
 
 
 def _log_unexpected(outcome: TenantDone | TenantFailed) -> None:

@@ -19,7 +19,8 @@ closed session raises :class:`~servicecomms_async.errors.SessionClosedError`.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar, overload
 
@@ -29,7 +30,13 @@ from . import _constants
 from ._config import Limits, Timeout, as_limits, as_retry, as_timeout
 from ._engine import Engine
 from ._transport import Transport
-from ._validate import validate_base_url, validate_bool, validate_int, validate_tenant_id
+from ._validate import (
+    validate_base_url,
+    validate_bool,
+    validate_int,
+    validate_seconds,
+    validate_tenant_id,
+)
 from ._version import __version__
 from ._wire import converter as lenient_converter
 from ._wire import strict_converter
@@ -72,6 +79,7 @@ class SessionOptions(TypedDict, total=False):
     timeout: Timeout | float
     limits: Limits
     retry: RetryPolicy
+    token_timeout: float
     strict: bool
     max_body_bytes: int
     max_pages: int
@@ -98,6 +106,8 @@ class ServiceCommsSession(Generic[Client]):
 
     Options, each checked here before any request: ``timeout`` (:class:`Timeout`, or a number of
     seconds for a whole attempt), ``limits`` (:class:`Limits`), ``retry`` (:class:`RetryPolicy`),
+    ``token_timeout`` (seconds a credential or an ``async`` token callable may take to answer, 30 by
+    default and never more than ``retry.deadline``; then :class:`~servicecomms_async.CredentialError`),
     ``strict`` (raise on a wrongly typed field instead of keeping it in ``extra``),
     ``max_body_bytes``, ``max_pages`` (per stream), ``ssl_context`` (e.g. to trust a private CA).
     """
@@ -142,6 +152,7 @@ class ServiceCommsSession(Generic[Client]):
         timeout: Timeout | float | None = None,
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
+        token_timeout: float = _constants.TOKEN_TIMEOUT,
         strict: bool = False,
         max_body_bytes: int = _constants.MAX_BODY_BYTES,
         max_pages: int = _constants.MAX_PAGES,
@@ -168,21 +179,34 @@ class ServiceCommsSession(Generic[Client]):
             raise TypeError(
                 f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
             )
+        retry_policy = as_retry(retry) or RetryPolicy()
+        # Token acquisition has its own timeout, inside the request's deadline: a credential that
+        # never answers must not hold a request past Timeout and RetryPolicy.deadline.
+        token_limit = validate_seconds(token_timeout, "token_timeout")
+        assert token_limit is not None
+        token_limit = min(token_limit, retry_policy.deadline)
         tokens: TokenProvider = (
-            StaticTokenProvider(token)
+            # Graph reads the tenant from the token: a JWT for another tenant is refused before sending.
+            StaticTokenProvider(
+                token, tenant_check=self.dialect is GRAPH, token_timeout=token_limit
+            )
             if token is not None
             else CredentialTokenProvider(
                 credential,  # type: ignore[arg-type]
                 scope=scope,
                 per_tenant=per_tenant_tokens,
+                token_timeout=token_limit,
             )
         )
+        pool = as_limits(limits) or Limits()
+        self._pool_base = pool.max_connections  # the pool when no scan runs
+        self._scan_demand = 0  # the concurrency of every scan entered and not yet left
         self._transport = Transport(
             origin=self.base_url.origin(),
             tokens=tokens,
             timeout=as_timeout(timeout) or Timeout(),
-            limits=as_limits(limits) or Limits(),
-            retry=as_retry(retry) or RetryPolicy(),
+            limits=pool,
+            retry=retry_policy,
             max_body_bytes=validate_int(max_body_bytes, "max_body_bytes"),
             user_agent=f"servicecomms-async/{__version__}",
             ssl_context=ssl_context,
@@ -285,8 +309,9 @@ class ServiceCommsSession(Generic[Client]):
         ``concurrency`` at a time, and stream the results:
         ``async with session.scan(...) as results: async for r in results``.
 
-        See :mod:`servicecomms_async.scan` for the contract. Arguments are checked here; the pool is
-        grown to at least ``concurrency`` connections so that no worker waits for a connection.
+        See :mod:`servicecomms_async.scan` for the contract. Arguments are checked here. While the
+        scan runs (entered, not yet left) the pool holds at least the sum of the concurrency of every
+        scan running on this session, so that no worker waits for a connection.
         """
         if self._closed:
             raise SessionClosedError("the session is closed")
@@ -298,6 +323,7 @@ class ServiceCommsSession(Generic[Client]):
             tenant_timeout=tenant_timeout,
             buffer_size=buffer_size,
             on_progress=on_progress,
+            reserve_connections=self._reserve_connections,
         )
         if self.dialect is GRAPH and not self.tokens.per_tenant and len(scan.tenant_ids) > 1:
             # Graph reads the tenant from the token: one token for all would answer every tenant
@@ -308,10 +334,27 @@ class ServiceCommsSession(Generic[Client]):
                 "pass credential=<tenant -> credential factory>, per_tenant_tokens=True, or "
                 "token=<tenant -> token callable>"
             )
-        # A request waiting for a free pool connection spends its deadline waiting, so a scan's pool
-        # must hold at least one connection per worker.
-        self._transport.ensure_pool_size(scan.concurrency)
         return scan
+
+    @contextmanager
+    def _reserve_connections(self, count: int) -> Iterator[None]:
+        """Hold ``count`` pool connections for a running scan (the scan enters this while it runs).
+
+        A request waiting for a free pool connection spends its deadline waiting, so the pool must hold
+        one connection per worker of every scan running at once, not only of the latest one.
+        """
+        self._scan_demand += count
+        try:
+            self._size_pool()
+            yield
+        finally:
+            self._scan_demand -= count
+            self._size_pool()
+
+    def _size_pool(self) -> None:
+        # ensure_pool_size only grows the pool, so it stays at its high-water mark after the scans end;
+        # a Transport.resize_pool(size) that also shrinks it would give the connections back here.
+        self._transport.ensure_pool_size(max(self._pool_base, self._scan_demand))
 
     def connections_in_use(self) -> int:
         """Pool connections currently checked out (0 once every stream is finished or closed)."""
