@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
+from . import _constants
 from ._config import RequestOptions
 from ._odata import build_select
 from ._transport import Response, Transport
@@ -28,10 +29,18 @@ Select = Iterable[str] | str | None
 class Engine:
     """Sends a client's requests through one transport and structures the answers with one converter."""
 
-    def __init__(self, transport: Transport, converter: WireConverter, *, max_pages: int) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        converter: WireConverter,
+        *,
+        max_pages: int,
+        max_items_per_page: int = _constants.MAX_ITEMS_PER_PAGE,
+    ) -> None:
         self.transport = transport
         self.converter = converter
         self.max_pages = max_pages
+        self.max_items_per_page = max_items_per_page
 
     def list(
         self,
@@ -68,6 +77,7 @@ class Engine:
             converter=self.converter,
             max_items=validate_max_items(max_items),
             max_pages=self.max_pages,
+            max_items_per_page=self.max_items_per_page,
         )
 
     async def get(

@@ -155,10 +155,17 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def validate_base_url(base_url: object, parameter: str = "base_url") -> URL:
-    """An absolute http(s) URL without query or fragment; plain HTTP only for loopback hosts."""
+    """An absolute http(s) URL without query, fragment or user info; plain HTTP only for loopback
+    hosts."""
     if not isinstance(base_url, (str, URL)):
         raise TypeError(f"{parameter} must be a str or a yarl.URL, got {type(base_url).__name__}")
     url = URL(str(base_url))
+    if url.raw_user is not None or url.raw_password is not None:
+        # Never echo the URL: its user info may be a password.
+        raise ValueError(
+            f"{parameter} must not hold user info (user:password@); the API authenticates with a "
+            f"bearer token, got {str(url.with_user(None))!r}"
+        )
     if url.scheme not in ("https", "http") or not url.host:
         raise ValueError(f"{parameter} must be an absolute https:// URL, got {str(base_url)!r}")
     if url.scheme == "http" and not is_loopback_host(url.host):

@@ -5,8 +5,25 @@
 
 Paging rules: when a response carries ``@odata.nextLink`` it is followed verbatim; otherwise an operation
 that pages with ``$top``/``$skip`` asks for the next ``$skip`` until a page comes back shorter than
-``$top``. An empty page that still points onward does not end the stream; the same next link twice, or
-more pages than ``max_pages``, raises :class:`~servicecomms_async.errors.PagingError` instead of looping.
+``$top``. An empty page that still points onward does not end the stream.
+
+What a server cannot make the pager do (each raises :class:`~servicecomms_async.errors.PagingError`, at
+once and without a retry, unless said otherwise):
+
+* **Loop.** A next link to a page already fetched in this stream, compared after normalising both
+  (resolved against the page it came from; scheme and host case, default port, ``#fragment``,
+  percent-encoding of plain characters and empty query parameters such as a trailing ``&`` do not
+  count); a ``$skip`` page whose first and last items are those of the previous page (a server that
+  ignores ``$skip``); more pages than ``max_pages``.
+* **Send anywhere.** A next link must be ``http`` or ``https``, without user info, backslash, control
+  characters or white space, and at most ``MAX_NEXT_LINK_LENGTH`` (16 KiB) characters.
+* **Flood.** A page with more items than were asked for (``page_size``), or than ``max_items_per_page``
+  (10,000), is an :class:`~servicecomms_async.errors.UnexpectedResponseError`; a long page is
+  structured in slices of ``ITEMS_PER_SLICE`` items with a pass through the event loop between them,
+  so that other tenants' requests and timers keep running.
+
+Links live only as long as their stream: the pager keeps their normalised forms in the stream's own
+generator, never in a cache of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +32,9 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import parse_qsl, unquote
 
+import anyio.lowlevel
 import attrs
 from yarl import URL
 
@@ -24,11 +43,12 @@ from ._odata import encode_query
 from ._transport import Response
 from ._validate import validate_page_size
 from ._wire import WireConverter, structure_items
-from .errors import PagingError, UnexpectedResponseError
+from .errors import PagingError, ServiceCommsError, UnexpectedResponseError
 
 T = TypeVar("T")
 
 DEFAULT_MAX_PAGES = _constants.MAX_PAGES
+DEFAULT_MAX_ITEMS_PER_PAGE = _constants.MAX_ITEMS_PER_PAGE
 NEXT_LINK = "@odata.nextLink"
 
 
@@ -56,6 +76,7 @@ class PageQuery:
     endpoint: URL
     params: dict[str, str] = attrs.field(factory=dict)
     page_size: int | None = None  # None: the operation does not page with $top/$skip
+    asked_page_size: int | None = None  # the most items a page may hold, however it was asked for
 
     def url(self, skip: int) -> URL:
         params: dict[str, str | int] = dict(self.params)
@@ -88,9 +109,12 @@ class PagingRule:
         if page_size is not None:
             page_size = validate_page_size(page_size, maximum=self.max_page_size)
         if self.page_size_in == "$top":
-            return PageQuery(endpoint=endpoint, params=params, page_size=page_size), None
+            query = PageQuery(
+                endpoint=endpoint, params=params, page_size=page_size, asked_page_size=page_size
+            )
+            return query, None
         headers = {"Prefer": f"odata.maxpagesize={page_size}"} if page_size is not None else None
-        return PageQuery(endpoint=endpoint, params=params), headers
+        return PageQuery(endpoint=endpoint, params=params, asked_page_size=page_size), headers
 
 
 TOP_SKIP = PagingRule(page_size_in="$top", max_page_size=_constants.LEGACY_MAX_PAGE_SIZE)
@@ -111,6 +135,7 @@ class AsyncPager(Generic[T]):
         converter: WireConverter,
         max_items: int | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
+        max_items_per_page: int = DEFAULT_MAX_ITEMS_PER_PAGE,
     ) -> None:
         self._fetch = fetch
         self._query = query
@@ -118,6 +143,7 @@ class AsyncPager(Generic[T]):
         self._converter = converter
         self._max_items = max_items
         self._max_pages = max_pages
+        self._max_items_per_page = max_items_per_page
         self._open: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
 
     @property
@@ -173,7 +199,9 @@ class AsyncPager(Generic[T]):
         url = query.url(0)
         skip = 0
         yielded = 0
-        seen_links: set[str] = set()
+        # Normalised forms of every URL fetched in this stream; they die with the stream.
+        fetched: set[tuple[object, ...]] = {link_key(url)}
+        previous_ends: tuple[object, object] | None = None
         number = 0
         while True:
             number += 1
@@ -183,27 +211,165 @@ class AsyncPager(Generic[T]):
                     "if this is expected)"
                 )
             response = await self._fetch(url)
-            raw_items, next_link = _page_parts(response)
-            items = structure_items(raw_items, self._model, conv=self._converter)
+            page_url, request_id = response.url, response.request_id
+            failure: ServiceCommsError | None = None
+            try:
+                raw_items, next_link = _page_parts(response)
+                count = len(raw_items)
+                ends = _ends(raw_items)
+                self._check_count(count, page_url)
+                items = await self._structure(raw_items)
+            except ServiceCommsError as exc:
+                failure = exc
+            # A held error must not keep the page alive through this frame's locals, nor through
+            # the frames below it (they hold the decoded body).
+            response = raw_items = None  # type: ignore[assignment]
+            if failure is not None:
+                raise failure.with_traceback(None)
             if self._max_items is not None and yielded + len(items) >= self._max_items:
                 items = items[: self._max_items - yielded]
-                yield Page(items, response.url, next_link, response.request_id, number)
+                yield Page(items, page_url, next_link, request_id, number)
                 return
             yielded += len(items)
-            yield Page(items, response.url, next_link, response.request_id, number)
+            yield Page(items, page_url, next_link, request_id, number)
+            del items
             if next_link is not None:
-                if next_link in seen_links:
+                url = self._follow(url, next_link)
+                key = link_key(url)
+                if key in fetched:
                     raise PagingError(
-                        f"the server sent the same @odata.nextLink twice ({next_link}); stopping "
-                        "instead of looping"
+                        f"the server sent the same @odata.nextLink twice ({_short(next_link)} is "
+                        "a page already fetched in this stream); stopping instead of looping",
+                        url=page_url,
                     )
-                seen_links.add(next_link)
-                url = url.join(URL(next_link, encoded=True))
+                fetched.add(key)
+                previous_ends = None
                 continue
-            if query.page_size is None or len(raw_items) < query.page_size:
+            if query.page_size is None or count < query.page_size:
                 return
-            skip += len(raw_items)
+            if ends is not None and ends == previous_ends:
+                raise PagingError(
+                    f"the page at $skip={skip} from {query.endpoint} starts and ends with the same "
+                    "items as the page before it: the server ignores $skip; stopping instead of "
+                    "looping",
+                    url=page_url,
+                )
+            previous_ends = ends
+            skip += count
             url = query.url(skip)
+            fetched.add(link_key(url))
+
+    def _check_count(self, count: int, page_url: str) -> None:
+        asked = self._query.asked_page_size
+        if asked is not None and count > asked:
+            raise UnexpectedResponseError(
+                f"the page from {page_url} holds {count} items, more than the {asked} asked for "
+                "(page_size)",
+                url=page_url,
+            )
+        if count > self._max_items_per_page:
+            raise UnexpectedResponseError(
+                f"the page from {page_url} holds {count} items, more than the limit of "
+                f"{self._max_items_per_page} (max_items_per_page)",
+                url=page_url,
+            )
+
+    async def _structure(self, raw_items: list[Any]) -> list[T]:
+        """The items as models, a slice at a time, letting the event loop run between slices."""
+        size = _constants.ITEMS_PER_SLICE
+        if len(raw_items) <= size:
+            return structure_items(raw_items, self._model, conv=self._converter)
+        items: list[T] = []
+        for start in range(0, len(raw_items), size):
+            items += structure_items(
+                raw_items[start : start + size], self._model, conv=self._converter
+            )
+            await anyio.lowlevel.checkpoint()  # let other tenants' requests and timers run
+        return items
+
+    def _follow(self, url: URL, next_link: str) -> URL:
+        """The URL ``next_link`` points to from ``url``, or PagingError when it may not be followed."""
+        refused = _refusal(next_link)
+        if refused is None:
+            try:
+                target = url.join(URL(next_link, encoded=True))
+            except (ValueError, TypeError) as exc:
+                refused = f"it is not a valid URL ({type(exc).__name__}: {_short(str(exc))})"
+            else:
+                if target.scheme not in ("http", "https") or not target.host:
+                    refused = "only http and https links to a host are followed"
+                elif target.raw_user is not None or target.raw_password is not None:
+                    refused = "it holds user info (user:password@)"
+                else:
+                    return target
+        raise PagingError(
+            f"refusing the @odata.nextLink from {_redacted(url)}: {refused}; link "
+            f"{_short(next_link)}",
+            url=_redacted(url),
+        )
+
+
+def _refusal(next_link: str) -> str | None:
+    """Why a next link's text may not be followed, before it is parsed (None: it may be parsed)."""
+    if len(next_link) > _constants.MAX_NEXT_LINK_LENGTH:
+        return (
+            f"it is {len(next_link)} characters long, above the limit of "
+            f"{_constants.MAX_NEXT_LINK_LENGTH} (MAX_NEXT_LINK_LENGTH)"
+        )
+    if "\\" in next_link:
+        return "it holds a backslash"
+    if any(ord(ch) <= 32 or ord(ch) == 127 for ch in next_link):
+        return "it holds a control character or white space"
+    return None
+
+
+def link_key(url: URL) -> tuple[object, ...]:
+    """What identifies the page ``url`` asks for: two spellings of one URL give the same key.
+
+    Scheme and host in lower case, the port with the scheme's default filled in, the path and the
+    query parameters percent-decoded, empty parameters (``a=1&&b=2&``) dropped, the fragment ignored.
+    """
+    path = _without_dot_segments(unquote(url.raw_path)) or "/"
+    query = tuple(parse_qsl(url.raw_query_string, keep_blank_values=True))
+    return (url.scheme.lower(), (url.raw_host or "").lower(), url.port, path, query)
+
+
+def _without_dot_segments(path: str) -> str:
+    """``path`` without ``.`` and ``..`` segments (RFC 3986, section 5.2.4)."""
+    kept: list[str] = []
+    segments = path.split("/")
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # "a/b/." names the directory "a/b/"
+    return "/".join(kept)
+
+
+def _ends(raw_items: list[Any]) -> tuple[object, object] | None:
+    """The ids (or the whole objects, when they have no id) of a page's first and last items."""
+    if not raw_items:
+        return None
+
+    def identity(item: Any) -> object:
+        if isinstance(item, dict):
+            for name in ("Id", "id"):
+                if name in item:
+                    return (name, repr(item[name]))
+        return repr(item)
+
+    return identity(raw_items[0]), identity(raw_items[-1])
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def _redacted(url: URL) -> str:
+    return str(url.with_user(None)) if url.raw_user or url.raw_password else str(url)
 
 
 def _page_parts(response: Response) -> tuple[list[Any], str | None]:

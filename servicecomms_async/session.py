@@ -83,6 +83,7 @@ class SessionOptions(TypedDict, total=False):
     strict: bool
     max_body_bytes: int
     max_pages: int
+    max_items_per_page: int
     ssl_context: ssl.SSLContext
 
 
@@ -109,7 +110,9 @@ class ServiceCommsSession(Generic[Client]):
     ``token_timeout`` (seconds a credential or an ``async`` token callable may take to answer, 30 by
     default and never more than ``retry.deadline``; then :class:`~servicecomms_async.CredentialError`),
     ``strict`` (raise on a wrongly typed field instead of keeping it in ``extra``),
-    ``max_body_bytes``, ``max_pages`` (per stream), ``ssl_context`` (e.g. to trust a private CA).
+    ``max_body_bytes``, ``max_pages`` (per stream), ``max_items_per_page`` (10,000 by default; a
+    longer page, or one longer than its ``page_size``, is an ``UnexpectedResponseError``),
+    ``ssl_context`` (e.g. to trust a private CA).
     """
 
     @overload
@@ -156,6 +159,7 @@ class ServiceCommsSession(Generic[Client]):
         strict: bool = False,
         max_body_bytes: int = _constants.MAX_BODY_BYTES,
         max_pages: int = _constants.MAX_PAGES,
+        max_items_per_page: int = _constants.MAX_ITEMS_PER_PAGE,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if (credential is None) == (token is None):
@@ -215,6 +219,7 @@ class ServiceCommsSession(Generic[Client]):
             self._transport,
             strict_converter if strict else lenient_converter,
             max_pages=validate_int(max_pages, "max_pages"),
+            max_items_per_page=validate_int(max_items_per_page, "max_items_per_page"),
         )
         self._closed = False
 

@@ -12,15 +12,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import orjson
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from servicecomms_async import (
-    APIStatusError,
     BadRequestError,
-    ConnectError,
     PagingError,
-    RequestTimeoutError,
     RetryPolicy,
     ServerError,
     ServiceCommsError,
@@ -29,7 +30,14 @@ from servicecomms_async import (
     Timeout,
     UnexpectedResponseError,
 )
-from servicecomms_async._constants import ERROR_BODY_LIMIT, ERROR_TEXT_LIMIT
+from servicecomms_async._constants import (
+    ERROR_BODY_LIMIT,
+    ERROR_TEXT_LIMIT,
+    ITEMS_PER_SLICE,
+    MAX_NEXT_LINK_LENGTH,
+)
+from servicecomms_async._transport import Response
+from servicecomms_async._wire import converter as lenient_converter
 from servicecomms_async.emulator import Emulator, EmulatorConfig
 from servicecomms_async.emulator.faults import Fault, FaultPlan, fault_middleware
 
@@ -268,5 +276,230 @@ async def test_the_authorization_header_shows_as_stars_but_is_sent_whole() -> No
     assert seen == [f"Bearer {TOKEN}"]
 
 
-# Kept importable for the typed names used by later hardening tests.
-__all__ = ["APIStatusError", "ConnectError", "PagingError", "RequestTimeoutError"]
+# -- item 1: item amplification ----------------------------------------------------------------------
+
+
+def empty_objects(count: int, next_link: str | None = None) -> Answer:
+    page: dict[str, Any] = {"value": [{}] * count}
+    if next_link is not None:
+        page["@odata.nextLink"] = next_link
+    body = orjson.dumps(page)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return answer
+
+
+async def test_a_page_above_max_items_per_page_is_refused_without_a_retry() -> None:
+    async with hostile(empty_objects(20_001)) as (emu, session):
+        with pytest.raises(UnexpectedResponseError, match=r"20001 items.*max_items_per_page"):
+            await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 1
+    async with hostile(empty_objects(50), max_items_per_page=49) as (_, session):
+        with pytest.raises(UnexpectedResponseError, match="more than the limit of 49"):
+            await session.tenant(TENANT).services().collect()
+    async with hostile(empty_objects(49), max_items_per_page=49) as (_, session):
+        assert len(await session.tenant(TENANT).services().collect()) == 49
+
+
+async def test_a_page_longer_than_its_page_size_is_refused() -> None:
+    async with hostile(empty_objects(6)) as (_, session):
+        with pytest.raises(UnexpectedResponseError, match="more than the 5 asked for"):
+            await session.tenant(TENANT).messages(page_size=5).collect()
+
+    issues = orjson.dumps({"value": [{"id": f"I{n}"} for n in range(11)]})
+
+    @web.middleware
+    async def graph_issues(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.endswith("/issues"):
+            return web.Response(body=issues, content_type="application/json")
+        return await handler(request)  # type: ignore[no-any-return]
+
+    async with Emulator(EmulatorConfig(tenants=1), middlewares=[graph_issues]) as emu:
+        async with ServiceCommsSession(
+            token=TOKEN, api="graph", base_url=emu.graph_base_url
+        ) as session:
+            graph = session.graph(emu.tenant_ids[0])
+            with pytest.raises(UnexpectedResponseError, match="more than the 10 asked for"):
+                await graph.issues(page_size=10).collect()
+            assert len(await graph.issues(page_size=11).collect()) == 11
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-1, ValueError), ("10", TypeError), (True, TypeError)]
+)
+def test_max_items_per_page_is_checked_on_construction(value: object, error: type) -> None:
+    with pytest.raises(error, match="max_items_per_page"):
+        ServiceCommsSession(token=TOKEN, max_items_per_page=value)  # type: ignore[arg-type]
+
+
+async def test_a_long_page_is_structured_in_slices_that_let_the_loop_run() -> None:
+    from servicecomms_async.legacy.models import Service
+    from servicecomms_async.paging import AsyncPager, PageQuery
+
+    count = 5 * ITEMS_PER_SLICE
+    page = {"value": [{"Id": f"S{n}"} for n in range(count)]}
+
+    async def fetch(url: URL) -> Response:  # answers without a pass through the loop
+        return Response(page, 200, str(url), None, 1)
+
+    pager = AsyncPager(
+        fetch=fetch,
+        query=PageQuery(endpoint=URL("https://example.test/Services")),
+        model=Service,
+        converter=lenient_converter,
+    )
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()  # the ticker is running
+        before = ticks
+        first = await pager.first_page()
+        during = ticks - before
+        done = True
+    assert len(first) == count
+    assert during >= 4  # a pass through the loop between each slice and the next
+
+
+# -- item 3: next links ------------------------------------------------------------------------------
+
+
+async def test_a_next_link_above_the_length_limit_is_refused() -> None:
+    over = "Services?p=2#" + "x" * MAX_NEXT_LINK_LENGTH
+    async with hostile(empty_objects(1, over)) as (emu, session):
+        with pytest.raises(PagingError, match="MAX_NEXT_LINK_LENGTH"):
+            await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 1
+
+    calls = 0
+
+    async def long_but_allowed(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        # The fragment is never sent, so the server's request line stays short.
+        link = "Services?p=2#" + "x" * (MAX_NEXT_LINK_LENGTH - 13)
+        page = {"value": [{"Id": str(calls)}], **({"@odata.nextLink": link} if calls == 1 else {})}
+        return web.json_response(page)
+
+    async with hostile(long_but_allowed) as (_, session):
+        assert len(await session.tenant(TENANT).services().collect()) == 2
+
+
+# -- item 4: paging that never ends ------------------------------------------------------------------
+
+
+async def test_a_server_that_ignores_skip_is_stopped_on_the_second_page() -> None:
+    page = orjson.dumps({"value": [{"Id": f"M{n}"} for n in range(10)]})
+
+    async def ignores_skip(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="application/json")
+
+    async with hostile(ignores_skip) as (emu, session):
+        with pytest.raises(PagingError, match=r"ignores \$skip"):
+            await session.tenant(TENANT).messages(page_size=10).collect()
+        assert sent_to(emu) == 2
+
+
+SPELLINGS = {
+    "fragment": "Services?p={p}#again",
+    "absolute": "http://{host}{path}?p={p}",
+    "percent-encoded": "Services?p=%{hex}",
+    "trailing &": "Services?p={p}&",
+    "empty parameters": "Services?&p={p}&&",
+    "host case": "http://{HOST}{path}?p={p}",
+    "dot segment": "./Services?p={p}",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+async def test_a_next_link_loop_is_caught_however_it_is_spelled(spelling: str) -> None:
+    calls = 0
+
+    async def a_b_a(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        # Page 1 links to A, A to B, B back to A spelled another way.
+        link = (
+            "Services?p=A" if calls == 1 else "Services?p=B" if calls == 2 else SPELLINGS[spelling]
+        )
+        text = link.format(
+            p="A",
+            hex=f"{ord('A'):X}",
+            host=request.host,
+            path=request.path,
+            HOST=request.host.replace("localhost", "LocalHost"),
+        )
+        return web.json_response({"value": [{"Id": str(calls)}], "@odata.nextLink": text})
+
+    async with Emulator(EmulatorConfig(tenants=1), middlewares=[answering(a_b_a)]) as emu:
+        base_url = str(emu.base_url).replace("127.0.0.1", "localhost")
+        async with ServiceCommsSession(token=TOKEN, base_url=base_url) as session:
+            with pytest.raises(PagingError, match=r"same @odata\.nextLink twice"):
+                await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 3
+
+
+def test_link_keys_ignore_what_does_not_change_the_page() -> None:
+    from servicecomms_async.paging import link_key
+
+    same = [
+        "https://graph.example/v1.0/issues?$skiptoken=A",
+        "HTTPS://Graph.Example:443/v1.0/issues?$skiptoken=%41#x",
+        "https://graph.example/v1.0/./issues?$skiptoken=A&",
+    ]
+    assert len({link_key(URL(text, encoded=True)) for text in same}) == 1
+    different = [
+        "https://graph.example/v1.0/issues?$skiptoken=B",
+        "https://graph.example:8443/v1.0/issues?$skiptoken=A",
+        "http://graph.example/v1.0/issues?$skiptoken=A",
+    ]
+    keys = {link_key(URL(text, encoded=True)) for text in different}
+    assert len(keys) == 3 and link_key(URL(same[0])) not in keys
+
+
+# -- item 12: links and base URLs the library must refuse --------------------------------------------
+
+HOSTILE_LINKS = {
+    "user info, same origin": "http://user:secret@{host}{path}?p=2",
+    "backslash": "Services\\..\\x?p=2",
+    "nul": "Services?p=\x00",
+    "new line": "Services?p=2\r\nX-Injected: 1",
+    "file": "file:///etc/passwd",
+    "javascript": "javascript:alert(1)",
+    "data": "data:application/json,{{}}",
+    "ftp": "ftp://{host}/x",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_LINKS))
+async def test_a_hostile_next_link_is_refused_at_once(case: str) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if request.query:
+            return web.json_response({"value": []})
+        link = HOSTILE_LINKS[case].format(host=request.host, path=request.path)
+        return web.json_response({"value": [{"Id": "S1"}], "@odata.nextLink": link})
+
+    async with hostile(answer) as (emu, session):
+        with pytest.raises(PagingError, match=r"refusing the @odata\.nextLink") as info:
+            await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 1  # refused, not retried, not sent
+    assert "secret@" not in str(info.value.url)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://user:pa55word@manage.example/api", "https://user@manage.example/api"],
+)
+def test_a_base_url_with_user_info_is_refused(base_url: str) -> None:
+    with pytest.raises(ValueError, match="must not hold user info") as info:
+        ServiceCommsSession(token=TOKEN, base_url=base_url)
+    assert "pa55word" not in str(info.value) and "user@" not in str(info.value)
