@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import linecache
 import logging
+import operator
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -195,16 +196,30 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
-class _Gen:
-    """Builds the source of one class's structure function.
+# How many key shapes of one class get a fast path of their own (see _Gen.learner), per converter: a
+# page's items come in a few shapes (a legacy incident has 24 keys, a Message Center post 40), and
+# hostile input must not make the converter compile without end.
+_MAX_SHAPES = 16
+# A shape gets its path the second time its length is seen; this many lengths wait for that.
+_MAX_PENDING = 64
 
-    The generated function reads each field with one ``dict.get`` (a sentinel only where aliases or a
+
+class _Gen:
+    """Builds the source of one class's structure functions.
+
+    The general function reads each field with one ``dict.get`` (a sentinel only where aliases or a
     non-null default make "absent" differ from ``null``), converts it inline or with one call, and
-    checks for unknown keys (and aliases) with C-level ``frozenset`` tests, not a count per field.
+    checks for unknown keys (and aliases) with one C-level keys-view test, not a count per field.
     It then builds the object the way attrs' own frozen ``__init__`` does, minus the keyword
     parsing: ``object.__new__`` and one store per attribute that bypasses the frozen
     ``__setattr__`` (see :func:`_store_code`). Classes whose ``__init__`` would do more than store
     its arguments are refused when the function is built (see :func:`_check_buildable`).
+
+    Most items of a page have the same keys, so a key shape seen twice gets a function of its own
+    (see :meth:`shape_function`), which the general one calls first for a dict of that length. It
+    reads exactly the shape's keys with one ``itemgetter`` call (which also proves the dict has that
+    shape), converts them like the general function, stores the defaults of the absent fields as
+    constants and needs no unknown-key test.
     """
 
     def __init__(self, cls: type, strict: bool, structure_model: Callable[[type], Any]) -> None:
@@ -222,34 +237,45 @@ class _Gen:
             "_tuple": tuple,
             "_len": len,
         }
+        attrs.resolve_types(cls)
+        self.all_fields = attrs.fields(cls)
+        self.fields = [f for f in self.all_fields if "wire" in f.metadata]
+        _check_buildable(cls, self.all_fields, self.fields)
+        self.known = frozenset(n for f in self.fields for n in f.metadata["wire"])
 
     def const(self, name: str, value: Any) -> str:
         self.globals[name] = value
         return name
 
-    def field_value_code(self, index: int, field: attrs.Attribute[Any], target: str) -> list[str]:
+    def field_value_code(
+        self, index: int, field: attrs.Attribute[Any], target: str, v: str
+    ) -> list[str]:
         """Lines that convert ``v`` (present, not None) into ``target``; may raise _Invalid."""
         tp = _unwrap_optional(field.type)
         if tp is str:
             return [
-                f"if v.__class__ is _str: {target} = v",
+                f"if {v}.__class__ is _str: {target} = {v}",
                 "else: raise _Invalid('expected a string')",
             ]
         if tp is Any or tp is object:
-            return [f"{target} = v"]
+            return [f"{target} = {v}"]
         origin = typing.get_origin(tp)
         if origin is tuple:
             item_tp = typing.get_args(tp)[0]
             if item_tp is str:
                 conv = self.const(f"_c{index}", _to_str_tuple)
             elif _is_model(item_tp):
-                conv = self.const(f"_c{index}", self.nested_list_converter(item_tp))
+                return self.nested_list_code(index, item_tp, target, v)
             else:
                 conv = self.const(f"_c{index}", _to_raw_tuple)
-            return [f"{target} = {conv}(v)"]
+            return [f"{target} = {conv}({v})"]
         if _is_model(tp):  # one nested object, e.g. a Graph message's body
-            conv = self.const(f"_c{index}", self.nested_object_converter(tp))
-        elif isinstance(tp, type) and issubclass(tp, Enum):
+            structure = self.nested_structure(index, tp)
+            return [
+                f"if {v}.__class__ is _dict: {target} = {structure}({v})",
+                f"else: raise _Invalid({f'expected a {tp.__name__} object'!r})",
+            ]
+        if isinstance(tp, type) and issubclass(tp, Enum):
             conv = self.const(f"_c{index}", _enum_converter(tp))
         elif tp is datetime:
             conv = self.const(f"_c{index}", _to_datetime)
@@ -259,107 +285,202 @@ class _Gen:
             conv = self.const(f"_c{index}", _to_int)
         else:  # pragma: no cover - a model declared a type this module does not know
             raise TypeError(f"{self.cls.__name__}.{field.name}: unsupported type {field.type!r}")
-        return [f"{target} = {conv}(v)"]
+        return [f"{target} = {conv}({v})"]
 
     @staticmethod
     def null_value(field: attrs.Attribute[Any]) -> Any:
         """What a JSON ``null`` becomes: an empty tuple for list fields, else None."""
         return () if typing.get_origin(_unwrap_optional(field.type)) is tuple else None
 
-    def nested_object_converter(self, cls: type) -> Callable[[Any], Any]:
-        structure_model = self.structure_model
+    def nested_structure(self, index: int, cls: type) -> str:
+        """The global name, ``_s<index>``, of the structure function of the nested model ``cls``.
 
-        def convert(value: Any) -> Any:
-            if value.__class__ is not dict:
-                raise InvalidValue(f"expected a {cls.__name__} object")
-            return structure_model(cls)(value)
+        It is resolved on first use (a model may, one day, nest itself, and its own function would
+        not exist yet): until then the name is bound to a stand-in that resolves it, rebinds the
+        name to the real function and calls that.
+        """
+        name = f"_s{index}"
+        structure_model, namespace = self.structure_model, self.globals
 
-        return convert
+        def resolve_then_structure(value: dict[str, Any]) -> Any:
+            structure = namespace[name] = structure_model(cls)
+            return structure(value)
 
-    def nested_list_converter(self, item_cls: type) -> Callable[[Any], tuple[Any, ...]]:
+        return self.const(name, resolve_then_structure)
+
+    def nested_list_code(self, index: int, item_cls: type, target: str, v: str) -> list[str]:
+        """Lines that structure a list of nested models (a message's posts) without a call per list."""
+        structure = self.nested_structure(index, item_cls)
+        expected = f"expected a list of {item_cls.__name__} objects"
         # A model the wire may send as a bare string says how (see _modeling).
         from_string = getattr(item_cls, "from_wire_string", None)
-        # Resolved on first use: a model may (one day) nest itself.
-        structure_model = self.structure_model
-        resolved: list[Callable[[dict[str, Any]], Any]] = []
-
-        def convert(value: Any) -> tuple[Any, ...]:
-            if value.__class__ is not list:
-                raise InvalidValue(f"expected a list of {item_cls.__name__} objects")
-            if not value:
-                return ()
-            if not resolved:
-                resolved.append(structure_model(item_cls))
-            structure = resolved[0]
-            out = []
-            for item in value:
-                if item.__class__ is dict:
-                    out.append(structure(item))
-                elif from_string is not None and item.__class__ is str:
-                    out.append(from_string(item))
-                else:
-                    raise InvalidValue(f"expected a list of {item_cls.__name__} objects")
-            return tuple(out)
-
-        return convert
+        if from_string is not None:  # Service.features: the spec sends bare names
+            make = self.const(f"_from{index}", from_string)
+            other = f"elif i.__class__ is _str: x.append({make}(i))"
+        else:
+            other = ""
+        return [
+            f"if {v}.__class__ is not _list: raise _Invalid({expected!r})",
+            "x = []",
+            f"for i in {v}:",
+            f"    if i.__class__ is _dict: x.append({structure}(i))",
+            *([f"    {other}"] if other else []),
+            f"    else: raise _Invalid({expected!r})",
+            f"{target} = _tuple(x)",
+        ]
 
     def build(self) -> Callable[[dict[str, Any]], Any]:
-        attrs.resolve_types(self.cls)
-        all_fields = attrs.fields(self.cls)
-        fields = [f for f in all_fields if "wire" in f.metadata]
-        _check_buildable(self.cls, all_fields, fields)
+        fields = self.fields
         aliases = tuple((f.name, f.metadata["wire"], f.default) for f in fields)
         self.const("_aliases", aliases)
         self.const("_extra_of", _extra_of)
         self.const("_on_invalid", _strict_invalid if self.strict else _lenient_invalid)
         self.const("_E", EMPTY_EXTRA)
-        self.const(
-            "_all_known", frozenset(n for f in fields for n in f.metadata["wire"]).issuperset
-        )
-        aliases_only = frozenset(n for f in fields for n in f.metadata["wire"][1:])
-        if aliases_only:
-            # An alias that lost to another name of its field belongs in extra; _extra_of sorts that
-            # out, so the fast path needs only "no alias at all" (the real service never sends one).
-            self.const("_no_alias", aliases_only.isdisjoint)
-        lines = ["def structure(d):", "    bad = None", "    _g = d.get"]
+        # "Every key is a field's first name": no unknown key and no alias, so extra is empty. An
+        # alias that lost to another name of its field belongs in extra; _extra_of sorts that out,
+        # so this test needs only "no alias at all" (the real service never sends one). A keys view
+        # compared with a frozenset looks each key up, building no temporary set.
+        self.const("_first_names", frozenset(f.metadata["wire"][0] for f in fields))
+        shapes: dict[int, Callable[[dict[str, Any]], Any] | bool] = {}
+        self.const("_shape", shapes.get)
+        self.const("_seen", self.learner(shapes))
+        lines = [
+            "def structure(d):",
+            "    if d.__class__ is _dict:  # the path of this key shape, when it has been seen before",
+            "        fast = _shape(_len(d))",
+            "        if fast:",
+            "            o = fast(d)",
+            "            if o is not _M: return o",
+            "        elif fast is None: _seen(d)",
+            "    bad = None",
+            "    _g = d.get",
+        ]
         for index, field in enumerate(fields):
             lines.extend(f"    {line}" for line in self.field_code(index, field, f"a{index}"))
-        no_alias = " and _no_alias(d)" if aliases_only else ""
-        lines.append(f"    if bad is None and _all_known(d){no_alias}: extra = _E")
+        lines.append("    if bad is None and d.keys() <= _first_names: extra = _E")
         lines.append("    else: extra = _extra_of(d, _aliases, bad)")
         lines.append("    o = _new(_cls)")
         local = {f.name: f"a{index}" for index, f in enumerate(fields)} | {"extra": "extra"}
-        lines.extend(f"    {_store_code(self, f.name, local[f.name])}" for f in all_fields)
+        lines.extend(f"    {_store_code(self, f.name, local[f.name])}" for f in self.all_fields)
         lines.append("    return o")
-        return _compile(self.cls, self.strict, lines, self.globals)
+        return _compile(self.cls.__qualname__, self.strict, lines, self.globals)
+
+    def learner(
+        self, shapes: dict[int, Callable[[dict[str, Any]], Any] | bool]
+    ) -> Callable[[dict[str, Any]], None]:
+        """``_seen(d)``: called by the general function for a dict whose length has no path yet.
+
+        The second time a length is seen, the dict's keys get a path of their own (or ``False``
+        when they name two wire names of one field). Lengths, not key sets, index the paths, so
+        finding one costs a ``len``; a dict of that length with other keys fails the path's own
+        check (a ``KeyError``, turned into ``_M``) and takes the general function. At most
+        ``_MAX_SHAPES`` paths are made per class.
+        """
+        pending: set[int] = set()
+
+        def seen(d: dict[str, Any]) -> None:
+            n = len(d)
+            if len(shapes) >= _MAX_SHAPES or n in shapes:
+                return
+            if n not in pending:
+                if len(pending) < _MAX_PENDING:
+                    pending.add(n)
+                return
+            pending.discard(n)
+            shapes[n] = self.shape_function(tuple(d)) or False
+
+        return seen
+
+    def shape_function(self, keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Any] | None:
+        """The path of the dicts whose keys are ``keys`` (any order), or None when two of them name
+        one field (the general function decides which one wins, and keeps the other in extra).
+
+        ``itemgetter`` raises ``KeyError`` when one of the keys is missing; as the caller chose the
+        path by length, a dict it reads has exactly these keys. It reads them all before converting
+        anything, so a dict of another shape leaves no trace (a warning, an exception) behind.
+        """
+        present = set(keys)
+        reads: list[tuple[str, str]] = []  # (local, wire name), in field order, then unknown keys
+        values: dict[str, str] = {}  # field name -> local or constant the store takes
+        body: list[str] = []
+        for index, field in enumerate(self.fields):
+            names = [n for n in field.metadata["wire"] if n in present]
+            if len(names) > 1:
+                return None
+            if not names:  # absent: its default, as the general function gives it
+                default = field.default
+                values[field.name] = (
+                    "None" if default is None else self.const(f"_d{index}", default)
+                )
+                continue
+            reads.append((f"v{index}", names[0]))
+            values[field.name] = f"a{index}"
+            body.extend(self.convert_code(index, field, f"a{index}", f"v{index}", "if"))
+        unknown = [key for key in keys if key not in self.known]
+        reads.extend(("_", key) for key in unknown)
+        n = len(keys)
+        lines = [f"def structure_{n}_keys(d):", "    bad = None"]
+        if len(reads) == 1:
+            local, key = reads[0]
+            lines += ["    try:", f"        {local} = d[{key!r}]"]
+            lines.append("    except KeyError: return _M  # other keys: the general function")
+        elif reads:
+            getter = self.const(f"_keys{n}", operator.itemgetter(*(key for _, key in reads)))
+            lines += ["    try:", "        ("]
+            lines.extend(f"            {local},  # {key!r}" for local, key in reads)
+            lines.append(f"        ) = {getter}(d)")
+            lines.append("    except KeyError: return _M  # other keys: the general function")
+        lines.extend(f"    {line}" for line in body)
+        if unknown:  # the order of d, as _extra_of keeps it
+            self.const("_unknown_of", _unknown_of)
+            self.const("_known", self.known)
+            lines.append("    if bad is None: extra = _unknown_of(d, _known)")
+        else:
+            lines.append("    if bad is None: extra = _E")
+        lines.append("    else: extra = _extra_of(d, _aliases, bad)")
+        lines.append("    o = _new(_cls)")
+        values["extra"] = "extra"
+        lines.extend(f"    {_store_code(self, f.name, values[f.name])}" for f in self.all_fields)
+        lines.append("    return o")
+        what = f"{self.cls.__qualname__}, {n} keys"
+        return _compile(what, self.strict, lines, self.globals, f"structure_{n}_keys")
 
     def field_code(self, index: int, field: attrs.Attribute[Any], target: str) -> list[str]:
         """Lines that set ``target`` from the wire object ``d`` (default, null, value or invalid)."""
         names: tuple[str, ...] = field.metadata["wire"]
-        null_value = self.null_value(field)
-        null = "()" if null_value == () else "None"
         default = "None" if field.default is None else self.const(f"_d{index}", field.default)
         # When "absent" and "null" give the same value, one plain get() covers both.
-        plain = len(names) == 1 and field.default == null_value
-        if plain:
+        if len(names) == 1 and field.default == self.null_value(field):
             lines = [f"v = _g({names[0]!r})"]
             branch = "if"
         else:
             lines = [f"v = _g({names[0]!r}, _M)", *_alias_lookup(names, depth=0)]
             lines.append(f"if v is _M: {target} = {default}")
             branch = "elif"
-        invalid = f"{target} = {default}; bad = _on_invalid(bad, _cls, d, {index}, v, exc)"
+        return lines + self.convert_code(index, field, target, "v", branch)
+
+    def convert_code(
+        self, index: int, field: attrs.Attribute[Any], target: str, v: str, branch: str
+    ) -> list[str]:
+        """Lines that set ``target`` from the present value ``v`` (null, value or invalid); the
+        first starts with ``branch`` ("if", or "elif" after an "absent" test)."""
+        null = "()" if self.null_value(field) == () else "None"
+        default = "None" if field.default is None else self.const(f"_d{index}", field.default)
+        invalid = f"{target} = {default}; bad = _on_invalid(bad, _cls, d, {index}, {v}, exc)"
         tp = _unwrap_optional(field.type)
+        lines: list[str] = []
         if tp is str:  # the commonest field: checked inline, no call
-            lines.append(f"{branch} v is None or v.__class__ is _str: {target} = v")
+            lines.append(f"{branch} {v} is None or {v}.__class__ is _str: {target} = {v}")
             lines.append(f"else: exc = _Invalid('expected a string'); {invalid}")
             return lines
         if null == "()":  # most lists the service sends are empty: no call for those
-            lines.append(f"{branch} v is None or (v.__class__ is _list and not v): {target} = ()")
+            lines.append(
+                f"{branch} {v} is None or ({v}.__class__ is _list and not {v}): {target} = ()"
+            )
         else:
-            lines.append(f"{branch} v is None: {target} = None")
+            lines.append(f"{branch} {v} is None: {target} = None")
         lines.append("else:")
-        convert = self.field_value_code(index, field, target)
+        convert = self.field_value_code(index, field, target, v)
         fast: list[str] = []
         if tp is datetime:
             # The service's own form ("...Z") parses in C to an aware UTC datetime; anything else
@@ -367,14 +488,14 @@ class _Gen:
             self.const("_fromiso", _fromisoformat)
             self.const("_UTC", UTC)
             fast = [
-                "try: x = _fromiso(v)",
+                f"try: x = _fromiso({v})",
                 "except (TypeError, ValueError): x = None",
                 f"if x is not None and x.tzinfo is _UTC: {target} = x",
             ]
         elif isinstance(tp, type) and issubclass(tp, Enum):  # a known member: one C-level lookup
             known = self.const(f"_k{index}", tp._value2member_map_.get)
             fast = [
-                f"x = {known}(v) if v.__class__ is _str else None",
+                f"x = {known}({v}) if {v}.__class__ is _str else None",
                 f"if x is not None: {target} = x",
             ]
         slow = ["try:", *(f"    {code}" for code in convert), f"except _Invalid as exc: {invalid}"]
@@ -470,16 +591,16 @@ def _store_code(gen: _Gen, name: str, local: str) -> str:
 
 
 def _compile(
-    cls: type, strict: bool, lines: list[str], namespace: dict[str, Any]
+    what: str, strict: bool, lines: list[str], namespace: dict[str, Any], name: str = "structure"
 ) -> Callable[[dict[str, Any]], Any]:
-    """Compile the generated ``structure`` function, its source registered with :mod:`linecache`
-    under a name of its own, so a traceback through it shows the line that raised."""
+    """Compile the generated function ``name``, its source registered with :mod:`linecache` under
+    a name of its own, so a traceback through it shows the line that raised."""
     source = "\n".join(lines) + "\n"
-    filename = _unique_filename(f"{cls.__qualname__}{' (strict)' if strict else ''}", source)
+    filename = _unique_filename(f"{what}{' (strict)' if strict else ''}", source)
     local: dict[str, Any] = {}
     exec(compile(source, filename, "exec"), namespace, local)
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    fn: Callable[[dict[str, Any]], Any] = local["structure"]
+    fn: Callable[[dict[str, Any]], Any] = local[name]
     return fn
 
 
@@ -564,6 +685,11 @@ def _extra_of(
     if bad:
         extra.update(bad)
     return MappingProxyType(extra) if extra else EMPTY_EXTRA
+
+
+def _unknown_of(d: Mapping[str, Any], known: frozenset[str]) -> Mapping[str, Any]:
+    """``_extra_of`` for a dict whose known keys all name different fields and converted cleanly."""
+    return MappingProxyType({key: value for key, value in d.items() if key not in known})
 
 
 def _make_unstructure_fn(cls: type) -> Callable[[Any], dict[str, Any]]:
