@@ -737,7 +737,12 @@ def format_datetime(value: datetime) -> str:
     tz = value.tzinfo
     if tz is not UTC:
         value = value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y does not pad years before 1000 on glibc ("1-01-01"), which neither an OData
+    # literal nor parse_datetime accepts.
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -368,3 +368,18 @@ async def test_a_graph_scan_of_several_tenants_needs_a_token_per_tenant() -> Non
             seen: list[object] = []
             await drain(session.scan(tenants, lambda g: g.issues()), seen)
             assert {r.tenant_id for r in seen if isinstance(r, TenantDone)} == set(tenants)
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 2024, 9999])
+def test_datetimes_of_any_year_are_written_so_they_read_back(year: int) -> None:
+    # Issue 12, item 14: years before 1000 were written unpadded ("1-01-01T00:00:00Z").
+    from datetime import datetime, timezone
+
+    from servicecomms_async._odata import format_datetime_literal
+    from servicecomms_async._wire import format_datetime, parse_datetime
+
+    when = datetime(year, 1, 2, 3, 4, 5, 600000, tzinfo=timezone.utc)
+    text = format_datetime(when)
+    assert text == f"{year:04d}-01-02T03:04:05.6Z"
+    assert parse_datetime(text) == when
+    assert format_datetime_literal(when, parameter="since") == text
