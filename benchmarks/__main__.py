@@ -1,4 +1,9 @@
-"""``python -m benchmarks [--quick] [--only NAME ...] [--output PATH]``: run, print and write the results."""
+"""``python -m benchmarks [--quick] [--only NAME ...] [--output PATH]``: run, print and write the results.
+
+Only a full run (every benchmark at full sizes) writes the committed ``benchmarks/RESULTS.md``: a
+``--quick``, ``--tiny`` or ``--only`` run would replace its figures with partial or smaller ones, so
+it prints its table and writes a report only where ``--output`` says (never over RESULTS.md).
+"""
 
 from __future__ import annotations
 
@@ -35,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"run only these: {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the markdown report")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"the markdown report (default: {DEFAULT_OUTPUT.name} for a full run; a partial run "
+        "writes one only here, and never to that file)",
+    )
     parser.add_argument("--json", type=Path, help="also write every raw figure as JSON here")
     return parser
 
@@ -58,11 +68,25 @@ async def run_benchmarks(sizes: Sizes, names: Sequence[str]) -> list[Outcome]:
     return outcomes
 
 
+def _is_results(path: Path) -> bool:
+    return path.resolve() == DEFAULT_OUTPUT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     sizes = QUICK if args.quick else TINY if args.tiny else FULL
     names = [name for name in BENCHMARKS if args.only is None or name in args.only]
+    full = sizes is FULL and names == list(BENCHMARKS)
+    output: Path | None = args.output
+    if full and output is None:
+        output = DEFAULT_OUTPUT
+    if not full and output is not None and _is_results(output):
+        parser.error(
+            f"{DEFAULT_OUTPUT.name} holds a full run's results: a --quick, --tiny or --only run "
+            "writes elsewhere (give another --output, or none to print only)"
+        )
     started_at, load_before, clock = report.now(), report.load_average(), time.monotonic()
     outcomes = asyncio.run(run_benchmarks(sizes, names))
     text = report.render(
@@ -74,14 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_after=report.load_average(),
         seconds=time.monotonic() - clock,
     )
-    args.output.write_text(text, encoding="utf-8")
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
     if args.json is not None:
         args.json.write_text(
             json.dumps({o.name: dict(o.details) for o in outcomes}, indent=2, default=str),
             encoding="utf-8",
         )
     print(report.table([row for outcome in outcomes for row in outcome.rows]))
-    print(f"\nwritten to {args.output}", file=sys.stderr)
+    if output is not None:
+        print(f"\nwritten to {output}", file=sys.stderr)
+    else:
+        print(
+            f"\na partial run: {DEFAULT_OUTPUT.name} not written (--output PATH writes the report)",
+            file=sys.stderr,
+        )
     return 0
 
 

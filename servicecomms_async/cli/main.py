@@ -31,6 +31,10 @@ def _logging_to(stderr: TextIO, verbosity: int) -> Iterator[None]:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         library.addHandler(handler)
         library.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+        # azure-identity's warnings say what each credential of a chain tried and why it failed
+        # (DefaultAzureCredential's "Attempted credentials:" list): -v shows them, -vv its info.
+        azure.addHandler(handler)
+        azure.setLevel(logging.INFO if verbosity > 1 else logging.WARNING)
     else:
         # azure-identity explains a failed credential in multi-line warnings; the error line says it.
         azure.setLevel(logging.ERROR)
@@ -39,6 +43,7 @@ def _logging_to(stderr: TextIO, verbosity: int) -> Iterator[None]:
     finally:
         if handler is not None:
             library.removeHandler(handler)
+            azure.removeHandler(handler)
         library.setLevel(saved[0])
         azure.setLevel(saved[1])
 

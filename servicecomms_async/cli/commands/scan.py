@@ -105,6 +105,11 @@ async def run_scan(
     if session_factory is None:
         made = auth = make_auth(args, environ, stderr)
         session_factory = lambda: make_session(args, made, concurrency=args.concurrency)  # noqa: E731
+    # The bar redraws its line in place: anything else written to the terminal meanwhile (records
+    # on a terminal stdout, -v's log) would leave a copy of it behind at every redraw.
+    records_on_terminal = args.format != "table" and output.path is None and stdout.isatty()
+    verbose = getattr(args, "verbose", 0) + getattr(args, "global_verbose", 0)
+    bar = not args.no_progress and not records_on_terminal and not verbose
     summary = ScanSummary(op)
     watch = _CredentialWatch(len(tenants))
     writer: RecordWriter | None = None
@@ -126,7 +131,7 @@ async def run_scan(
             )
             progress = scan.progress
             try:
-                with ProgressBar(stderr, scan.progress, enabled=not args.no_progress) as tick:
+                with ProgressBar(stderr, scan.progress, enabled=bar) as tick:
                     async with scan as results:
                         async for result in results:
                             summary.add(result)
