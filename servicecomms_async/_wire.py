@@ -133,11 +133,18 @@ def _to_datetime(value: Any) -> datetime:
         raise InvalidValue(str(exc)) from None
 
 
+_MAX_INT_DIGITS = 40  # far beyond any count or id the services send
+
+
 def _to_int(value: Any) -> int:
     if value.__class__ is int:
         return value
-    if value.__class__ is str and value.strip().lstrip("+-").isdigit():
-        return int(value)  # the PnP model types AnnouncementId as a string
+    if value.__class__ is str:  # the PnP model types AnnouncementId as a string
+        text = value.strip()
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        # ASCII only ("²".isdigit() is true) and short: int() refuses 4,300+ digits with a ValueError.
+        if digits.isascii() and digits.isdigit() and len(digits) <= _MAX_INT_DIGITS:
+            return int(text)
     raise InvalidValue("expected an integer")
 
 

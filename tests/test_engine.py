@@ -383,3 +383,22 @@ def test_datetimes_of_any_year_are_written_so_they_read_back(year: int) -> None:
     assert text == f"{year:04d}-01-02T03:04:05.6Z"
     assert parse_datetime(text) == when
     assert format_datetime_literal(when, parameter="since") == text
+
+
+@pytest.mark.parametrize("raw", ["²", "9" * 5000, "+-5", "١٢"])
+def test_a_bad_integer_string_keeps_the_item_in_a_lenient_stream(raw: str) -> None:
+    # Issue 12, item 13: these raised a raw ValueError and aborted the whole stream.
+    from servicecomms_async import InvalidFieldError, Message
+    from servicecomms_async._wire import converter, strict_converter
+
+    message = converter.structure({"Id": "MC1", "AffectedUserCount": raw}, Message)
+    assert message.id == "MC1"
+    assert message.affected_user_count is None and message.extra["AffectedUserCount"] == raw
+    with pytest.raises(InvalidFieldError, match="AffectedUserCount"):
+        strict_converter.structure({"Id": "MC1", "AffectedUserCount": raw}, Message)
+    assert (
+        converter.structure(
+            {"Id": "MC1", "AffectedUserCount": " -12 "}, Message
+        ).affected_user_count
+        == -12
+    )
