@@ -251,17 +251,24 @@ class Transport:
                 failure = exc
                 retry_after = None
             else:
-                claims_json = answer.claims_json
                 try:
                     return answer.decode(url, tenant, attempt, raw=call.raw, token=token)
                 except UnexpectedResponseError as exc:
                     failure = exc.with_traceback(None)  # decode's frame holds the body
                 finally:
                     del answer  # a held error must not keep the body alive through this frame
-                if not claims_json:
-                    raise failure  # e.g. a proxy's HTML login page: asking again brings the same page
-                # A body that says it is JSON but does not parse was most likely cut off in
-                # transit: ask again.
+                # aiohttp checks a body against its Content-Length and its chunked framing: a body
+                # cut short in transit is a ConnectError, retried above. A body that arrived whole
+                # and does not decode (too deep, a BOM, NaN, bad UTF-8, trailing bytes, empty, 204)
+                # would decode no better a second time. Only JSON that stops mid-document is asked
+                # for again: a proxy that cut the body and its length would look just like it.
+                if not isinstance(failure, _UnfinishedJSONError):
+                    logger.debug(
+                        "not retrying %s (tenant %s): the body arrived whole and does not decode",
+                        _redact(url),
+                        tenant,
+                    )
+                    raise failure
                 retry_after = None
             decision = policy.decide(
                 attempt=attempt, elapsed=time.monotonic() - started, retry_after=retry_after
@@ -470,28 +477,33 @@ class _Call:
 
 @attrs.frozen
 class _RawResponse:
-    """A 2xx answer whose body is not decoded yet (decoding can fail, and that failure is retried)."""
+    """A 2xx answer, read whole, whose body is not decoded yet."""
 
     body: bytes
     status: int
     request_id: str | None
     content_type: str
 
-    @property
-    def claims_json(self) -> bool:
-        """Whether the body should be JSON by its Content-Type (or the lack of one)."""
-        return not self.content_type or "json" in self.content_type.lower()
-
     def decode(
         self, url: URL, tenant: str, attempt: int, *, raw: bool = False, token: Secret | None = None
     ) -> Response:
         if raw:
             return Response(self.body, self.status, str(url), self.request_id, attempt)
+        if not self.body:
+            raise UnexpectedResponseError(
+                f"the response from {_redact(url)} is empty (HTTP {self.status}, Content-Type "
+                f"{self.content_type!r}); expected JSON",
+                url=_redact(url),
+                tenant=tenant,
+            )
         try:
             data = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             start = _scrub_bytes(self.body, token, 80)
-            raise UnexpectedResponseError(
+            # Every prefix of a JSON document fails at its very end; what fails before the end
+            # (a BOM, NaN, bad UTF-8, trailing content, too deep) fails the same way every time.
+            error = _UnfinishedJSONError if exc.pos >= len(self.body) else UnexpectedResponseError
+            raise error(
                 f"the response from {_redact(url)} is not valid JSON ({exc}; Content-Type "
                 f"{self.content_type!r}, {len(self.body)} bytes, starting {start!r})",
                 url=_redact(url),
@@ -504,6 +516,10 @@ class _RawResponse:
             request_id=self.request_id,
             attempts=attempt,
         )
+
+
+class _UnfinishedJSONError(UnexpectedResponseError):
+    """The body is JSON that stops mid-document: the only decode failure worth asking again for."""
 
 
 # aiohttp 3.10 split its timeout error by phase; with 3.9 every timeout is reported by the total.

@@ -503,3 +503,56 @@ def test_a_base_url_with_user_info_is_refused(base_url: str) -> None:
     with pytest.raises(ValueError, match="must not hold user info") as info:
         ServiceCommsSession(token=TOKEN, base_url=base_url)
     assert "pa55word" not in str(info.value) and "user@" not in str(info.value)
+
+
+# -- item 13: which decode failures are asked again --------------------------------------------------
+
+WHOLE_BUT_BROKEN = {
+    "depth limit": (200, b"[" * 1100 + b"]" * 1100),
+    "byte order mark": (200, b'\xef\xbb\xbf{"value": []}'),
+    "NaN": (200, b'{"value": [NaN]}'),
+    "invalid UTF-8": (200, b'{"value": ["\xff"]}'),
+    "trailing content": (200, b'{"value": []} {"value": []}'),
+    "empty 200": (200, b""),
+    "204": (204, b""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WHOLE_BUT_BROKEN))
+async def test_a_whole_body_that_does_not_decode_is_not_asked_again(case: str) -> None:
+    status, body = WHOLE_BUT_BROKEN[case]
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async with hostile(answer) as (emu, session):
+        with pytest.raises(UnexpectedResponseError):
+            await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_body_that_ends_early_in_transit_is_asked_again(framing: str) -> None:
+    whole = orjson.dumps({"value": [{"Id": "S1"}, {"Id": "S2"}]})
+    calls = 0
+
+    async def cut_once(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return web.Response(body=whole, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if framing == "chunked":
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(whole)
+        await response.prepare(request)
+        await response.write(whole[:10])
+        assert request.transport is not None
+        request.transport.close()  # no last chunk, or fewer bytes than promised
+        return response
+
+    async with hostile(cut_once) as (emu, session):
+        services = await session.tenant(TENANT).services().collect()
+        assert sent_to(emu) == 2
+    assert [s.id for s in services] == ["S1", "S2"]
