@@ -348,7 +348,7 @@ def test_a_scan_without_working_credentials_stops_once_with_the_reasons(
     out, err = io.StringIO(), io.StringIO()
     code = main(
         ["scan", "--api", "legacy", "--tenants", str(path), "--base-url", served.base_url,
-         "--concurrency", "1", "--attempts", "1"],
+         "--concurrency", "1", "--attempts", "1", "--failures", str(tmp_path / "failed.jsonl")],
         stdin=io.StringIO(), stdout=out, stderr=err, environ={},
     )  # fmt: skip
     assert code == 1
@@ -358,6 +358,8 @@ def test_a_scan_without_working_credentials_stops_once_with_the_reasons(
     assert any("--device-code" in line and "AZURE_CLIENT_ID" in line for line in lines)
     assert "Failed tenants" not in out.getvalue() + err.getvalue()  # not 30 identical rows
     assert _NoCredential.calls < 10
+    failed = (tmp_path / "failed.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["error"] for line in failed] == ["CredentialError"] * 3
 
 
 def _auth_for(*argv: str, stderr: io.StringIO | None = None) -> Any:

@@ -157,6 +157,9 @@ async def run_scan(
                         summary.write_failures(failures_out.open())
                         failures_out.commit()
             if stopped is not None:
+                if failures_out is not None:
+                    summary.write_failures(failures_out.open())
+                    failures_out.commit()
                 raise StoppedError(
                     f"stopped the scan: its first {len(watch._reasons)} tenants could not get a "
                     f"token, for the same reason: {stopped}",
