@@ -28,11 +28,11 @@ generator, never in a cache of its own.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import parse_qsl, unquote
 
 import anyio.lowlevel
 import attrs
@@ -326,12 +326,28 @@ def _refusal(next_link: str) -> str | None:
 def link_key(url: URL) -> tuple[object, ...]:
     """What identifies the page ``url`` asks for: two spellings of one URL give the same key.
 
-    Scheme and host in lower case, the port with the scheme's default filled in, the path and the
-    query parameters percent-decoded, empty parameters (``a=1&&b=2&``) dropped, the fragment ignored.
+    Scheme and host in lower case, the port with the scheme's default filled in, ``.`` and ``..``
+    path segments resolved, percent-encoded plain characters (``%41``) decoded and other escapes in
+    upper case (RFC 3986, section 6.2.2), empty query parameters (``a=1&&b=2&``) dropped, the fragment
+    ignored (and ``%24`` read as ``$``, since OData servers do). Escapes that change the meaning
+    (``%2F``, ``%26``, ``+``) are kept as they are.
     """
-    path = _without_dot_segments(unquote(url.raw_path)) or "/"
-    query = tuple(parse_qsl(url.raw_query_string, keep_blank_values=True))
+    path = _without_dot_segments(_normal_escapes(url.raw_path)) or "/"
+    query = tuple(_normal_escapes(part) for part in url.raw_query_string.split("&") if part)
     return (url.scheme.lower(), (url.raw_host or "").lower(), url.port, path, query)
+
+
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 3986's unreserved characters, and "$": OData's $skip and %24skip name the same option.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~$")
+
+
+def _normal_escapes(text: str) -> str:
+    def normal(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return _ESCAPE.sub(normal, text)
 
 
 def _without_dot_segments(path: str) -> str:
