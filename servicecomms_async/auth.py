@@ -782,13 +782,26 @@ def _scrub(text: str) -> str:
     return _FORM_SECRET.sub(r"\1\2***", _JWT.sub("***", text))
 
 
+# A chained credential (DefaultAzureCredential) lists each credential's reason on a line of its own.
+_CHAINED_REASON = re.compile(r"^\s*\w+Credential: ")
+_MAX_CHAINED_REASONS = 12
+
+
 def _first_line(exc: BaseException, limit: int = 500) -> str:
-    # azure-identity messages carry the AADSTS code and description on the first line; later lines hold
-    # trace ids and timestamps.
+    """The credential's reason: its first line, which carries the AADSTS code and description (later
+    lines hold trace ids and timestamps), plus, for a chained credential, each credential's own line."""
     message = getattr(exc, "message", None)
     text = message if isinstance(message, str) and message.strip() else str(exc)
     text = text.strip()
-    return _scrub(text.splitlines()[0][:limit]) if text else "(no message)"
+    if not text:
+        return "(no message)"
+    lines = text.splitlines()
+    reasons = [
+        line.strip()[:limit]
+        for line in lines[1 : 1 + _MAX_CHAINED_REASONS]
+        if _CHAINED_REASON.match(line)
+    ]
+    return _scrub("\n".join([lines[0][:limit], *reasons]))
 
 
 def _describe_failure(credential: object, exc: BaseException) -> str:

@@ -640,3 +640,31 @@ async def test_cloud_values_can_be_overridden_one_by_one() -> None:
         Cloud(
             name="x", base_url=PUBLIC.base_url, token_scope=MANAGE_SCOPE, authority="http://x.com"
         )
+
+
+async def test_a_chained_credentials_reasons_each_reach_the_error() -> None:
+    # DefaultAzureCredential explains itself one credential a line; only the first line was kept.
+    from azure.core.exceptions import ClientAuthenticationError
+
+    class Chained:
+        async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise ClientAuthenticationError(
+                "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+                "Attempted credentials:\n"
+                "\tEnvironmentCredential: EnvironmentCredential authentication unavailable.\n"
+                "\tManagedIdentityCredential: ManagedIdentityCredential authentication unavailable.\n"
+                "\tAzureCliCredential: Azure CLI not found on path\n"
+                "To mitigate this issue, please refer to the troubleshooting guidelines here at "
+                "https://aka.ms/azsdk/python/identity/defaultazurecredential/troubleshoot."
+            )
+
+        async def close(self) -> None:
+            return None
+
+    provider = CredentialTokenProvider(Chained(), scope="https://graph.microsoft.com/.default")
+    with pytest.raises(CredentialError) as info:
+        await provider.get_token("contoso.com")
+    text = str(info.value)
+    for name in ("EnvironmentCredential:", "ManagedIdentityCredential:", "AzureCliCredential:"):
+        assert name in text
+    assert "troubleshooting guidelines" not in text
