@@ -677,7 +677,11 @@ def cancellation_is_ours() -> bool:
     except RuntimeError:  # not running on asyncio: only cancel scopes cancel
         return False
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    return bool(cancelling is not None and cancelling())
+    if cancelling is None:
+        # Python 3.10 cannot tell a task.cancel() (asyncio.wait_for) from a stray CancelledError:
+        # obey it, since swallowing a real cancellation is worse than reporting a stray one late.
+        return True
+    return bool(cancelling())
 
 
 async def _awaited_within(awaitable: Awaitable[str], within: float | None, tenant: str) -> str:
