@@ -18,7 +18,7 @@ from ._odata import build_select
 from ._transport import Response, Transport
 from ._validate import validate_max_items
 from ._wire import WireConverter
-from .errors import UnexpectedResponseError
+from .errors import ServiceCommsError, UnexpectedResponseError
 from .paging import AsyncPager, PageQuery, PagingRule
 
 T = TypeVar("T")
@@ -95,14 +95,24 @@ class Engine:
         response = await self.transport.request(
             "GET", url, tenant=tenant, retry=options.retry, timeouts=options.timeout
         )
-        if not isinstance(response.data, dict):
+        decoded, response_url = response.data, response.url
+        del response
+        if not isinstance(decoded, dict):
+            kind = type(decoded).__name__
+            del decoded  # a held error must not keep the body alive through this frame
             raise UnexpectedResponseError(
-                f"expected a JSON object from {response.url}, got {type(response.data).__name__}",
-                url=response.url,
+                f"expected a JSON object from {response_url}, got {kind}",
+                url=response_url,
                 tenant=tenant,
             )
-        data = {k: v for k, v in response.data.items() if k != "@odata.context"}
-        return self.converter.structure_fn(model)(data)
+        data = {k: v for k, v in decoded.items() if k != "@odata.context"}
+        del decoded
+        try:
+            return self.converter.structure_fn(model)(data)
+        except ServiceCommsError as exc:
+            failure = exc
+        del data
+        raise failure.with_traceback(None)  # the converter's frames hold the object
 
     async def get_bytes(self, tenant: str, url: URL, *, options: RequestOptions) -> bytes:
         """A body as bytes, whatever its type (documents, attachments, archives)."""
