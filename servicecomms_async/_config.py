@@ -51,8 +51,8 @@ class Timeout:
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """Connection pool size: ``max_connections`` in all (``session.scan`` raises it to the scan's
-    concurrency, so that a worker never waits for a connection), ``keepalive_timeout`` seconds an idle
+    """Connection pool size: ``max_connections`` in all (while scans run, the pool holds at least the
+    sum of their concurrencies, so that a worker never waits for a connection), ``keepalive_timeout`` seconds an idle
     connection is kept."""
 
     max_connections: int = attrs.field(default=_constants.MAX_CONNECTIONS)

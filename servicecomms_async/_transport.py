@@ -70,7 +70,7 @@ class Transport:
     running loop.
 
     The pool's size is decided here and only here: ``limits.max_connections``, raised by
-    :meth:`ensure_pool_size` (a scan asks for its concurrency). It is enforced by an
+    :meth:`resize_pool` (the session asks for what its running scans need). It is enforced by an
     ``anyio.CapacityLimiter`` around each attempt, which can be resized while requests run; aiohttp's
     connector itself is unbounded, so nothing reaches into its private fields.
     """
@@ -146,10 +146,9 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
-    def ensure_pool_size(self, size: int) -> None:
-        """Grow the pool to at least ``size`` connections, even while requests are in flight."""
-        if size <= self.limits.max_connections:
-            return
+    def resize_pool(self, size: int) -> None:
+        """Set the pool to ``size`` connections, even while requests are in flight (a smaller pool
+        takes effect as connections come back). The session asks for the sum of its running scans."""
         self.limits = attrs.evolve(self.limits, max_connections=size)
         if self._slots is not None:
             self._slots.total_tokens = size
@@ -219,7 +218,12 @@ class Transport:
         while True:
             attempt += 1
             remaining = policy.deadline - (time.monotonic() - started)
-            token = await tokens.get_token(tenant) if same_origin(url, self.origin) else None
+            # The token wait is part of the request: it gets what is left of the deadline.
+            token = (
+                await tokens.get_token(tenant, within=remaining)
+                if same_origin(url, self.origin)
+                else None
+            )
             try:
                 answer = await self._attempt(
                     call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining

@@ -692,13 +692,13 @@ async def _awaited_within(awaitable: Awaitable[str], within: float | None, tenan
         return await awaitable
     raise CredentialError(
         f"could not get a token for tenant {tenant}: the token callable did not answer within "
-        f"{within:g} s",
+        f"{within:.3g} s",
         tenant=tenant,
     )
 
 
 def _no_answer(limit: float) -> str:
-    return f"the credential did not answer within {limit:g} s"
+    return f"the credential did not answer within {limit:.3g} s"
 
 
 def _jwt_tenant(token: str) -> str | None:

@@ -357,9 +357,8 @@ class ServiceCommsSession(Generic[Client]):
             self._size_pool()
 
     def _size_pool(self) -> None:
-        # ensure_pool_size only grows the pool, so it stays at its high-water mark after the scans end;
-        # a Transport.resize_pool(size) that also shrinks it would give the connections back here.
-        self._transport.ensure_pool_size(max(self._pool_base, self._scan_demand))
+        # Never below the caller's Limits.max_connections; back down to it when the scans end.
+        self._transport.resize_pool(max(self._pool_base, self._scan_demand))
 
     def connections_in_use(self) -> int:
         """Pool connections currently checked out (0 once every stream is finished or closed)."""

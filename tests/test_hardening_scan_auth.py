@@ -374,6 +374,7 @@ async def test_a_scan_counts_for_the_pool_only_while_it_runs() -> None:
             async for _ in results:
                 pass
         assert session._scan_demand == 0
+        assert session._transport.limits.max_connections == 2  # given back when the scan ended
 
 
 # -- 11: a raw filter cannot break out of its parentheses --
@@ -537,3 +538,25 @@ async def test_tokens_that_are_not_jwts_or_tenants_by_domain_are_not_checked() -
     # Without the check (the legacy API, whose URL names the tenant and whose service refuses a
     # mismatch itself) the token is passed through.
     assert await StaticTokenProvider(jwt).get_token("00000000-0000-0000-0000-000000000001")
+
+
+async def test_a_calls_own_deadline_bounds_its_token_wait() -> None:
+    # The session's token timeout is 30 s; a call with a 0.3 s retry deadline waited all of it.
+    class Hanging:
+        async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            await asyncio.sleep(30)
+
+        async def close(self) -> None:
+            return None
+
+    config = EmulatorConfig(seed=2, tenants=1, messages_per_tenant=0)
+    async with (
+        Emulator(config) as emu,
+        ServiceCommsSession(Hanging(), base_url=emu.base_url) as session,
+    ):
+        hurried = session.tenant(emu.tenant_ids[0]).with_options(retry=RetryPolicy(deadline=0.3))
+        started = time.monotonic()
+        with anyio.fail_after(10), pytest.raises(CredentialError, match="did not answer within"):
+            await hurried.services().collect()
+        assert time.monotonic() - started < 3
+        assert not emu.requests
