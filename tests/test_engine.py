@@ -402,3 +402,19 @@ def test_a_bad_integer_string_keeps_the_item_in_a_lenient_stream(raw: str) -> No
         ).affected_user_count
         == -12
     )
+
+
+@pytest.mark.parametrize("weaken", ["no_hostname_check", "no_verification"])
+def test_an_ssl_context_that_does_not_verify_is_refused(weaken: str) -> None:
+    # Issue 12, item 10: SECURITY.md says verification cannot be turned off, but such a context passed.
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    if weaken == "no_verification":
+        context.verify_mode = ssl.CERT_NONE
+    with pytest.raises(ValueError, match="ssl_context must verify the server"):
+        ServiceCommsSession(token=TOKEN, ssl_context=context)
+    assert (
+        ServiceCommsSession(token=TOKEN, ssl_context=ssl.create_default_context()).api == "legacy"
+    )
