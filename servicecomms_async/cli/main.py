@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -128,7 +129,9 @@ def main(
             tenant = getattr(args, "tenant", None)
             print(f"error: {retired_hint(op, tenant=tenant)}", file=stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Python 3.10's event loop lets Ctrl-C out of anyio.run as the main task's CancelledError;
+        # out here, no loop is running, so either one means the user interrupted.
         print("interrupted", file=stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
