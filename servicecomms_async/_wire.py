@@ -207,7 +207,7 @@ def _unwrap_optional(tp: Any) -> Any:
 # page's items come in a few shapes (a legacy incident has 24 keys, a Message Center post 40), and
 # hostile input must not make the converter compile without end.
 _MAX_SHAPES = 16
-# A shape gets its path the second time its length is seen; this many lengths wait for that.
+# A shape gets its path the second time its keys are seen; this many key sequences wait for that.
 _MAX_PENDING = 64
 
 
@@ -243,6 +243,7 @@ class _Gen:
             "_dict": dict,
             "_tuple": tuple,
             "_len": len,
+            "_keys_of": tuple,
         }
         attrs.resolve_types(cls)
         self.all_fields = attrs.fields(cls)
@@ -348,13 +349,13 @@ class _Gen:
         # so this test needs only "no alias at all" (the real service never sends one). A keys view
         # compared with a frozenset looks each key up, building no temporary set.
         self.const("_first_names", frozenset(f.metadata["wire"][0] for f in fields))
-        shapes: dict[int, Callable[[dict[str, Any]], Any] | bool] = {}
+        shapes: dict[tuple[str, ...], Callable[[dict[str, Any]], Any] | bool] = {}
         self.const("_shape", shapes.get)
         self.const("_seen", self.learner(shapes))
         lines = [
             "def structure(d):",
             "    if d.__class__ is _dict:  # the path of this key shape, when it has been seen before",
-            "        fast = _shape(_len(d))",
+            "        fast = _shape(_keys_of(d))",
             "        if fast:",
             "            o = fast(d)",
             "            if o is not _M: return o",
@@ -373,28 +374,28 @@ class _Gen:
         return _compile(self.cls.__qualname__, self.strict, lines, self.globals)
 
     def learner(
-        self, shapes: dict[int, Callable[[dict[str, Any]], Any] | bool]
+        self, shapes: dict[tuple[str, ...], Callable[[dict[str, Any]], Any] | bool]
     ) -> Callable[[dict[str, Any]], None]:
-        """``_seen(d)``: called by the general function for a dict whose length has no path yet.
+        """``_seen(d)``: called by the general function for a dict whose keys have no path yet.
 
-        The second time a length is seen, the dict's keys get a path of their own (or ``False``
-        when they name two wire names of one field). Lengths, not key sets, index the paths, so
-        finding one costs a ``len``; a dict of that length with other keys fails the path's own
-        check (a ``KeyError``, turned into ``_M``) and takes the general function. At most
-        ``_MAX_SHAPES`` paths are made per class.
+        The second time a key sequence is seen, it gets a path of its own (or ``False`` when it
+        names two wire names of one field). The keys in their order index the paths: real pages
+        hold many shapes of the same length (an incident and a Message Center post), and a JSON
+        source writes one shape's keys in one order, so ``tuple(d)`` finds the path without a
+        miss. At most ``_MAX_SHAPES`` paths are made per class.
         """
-        pending: set[int] = set()
+        pending: set[tuple[str, ...]] = set()
 
         def seen(d: dict[str, Any]) -> None:
-            n = len(d)
-            if len(shapes) >= _MAX_SHAPES or n in shapes:
+            key = tuple(d)
+            if len(shapes) >= _MAX_SHAPES or key in shapes:
                 return
-            if n not in pending:
+            if key not in pending:
                 if len(pending) < _MAX_PENDING:
-                    pending.add(n)
+                    pending.add(key)
                 return
-            pending.discard(n)
-            shapes[n] = self.shape_function(tuple(d)) or False
+            pending.discard(key)
+            shapes[key] = self.shape_function(key) or False
 
         return seen
 
