@@ -1,4 +1,5 @@
-"""An embedded, deterministic emulator of the legacy Office 365 Service Communications API.
+"""An embedded, deterministic emulator of both APIs: Microsoft Graph's service communications routes and the
+legacy Office 365 Service Communications API, with fault injection and a local Entra token endpoint.
 
 Use it in tests, demos and benchmarks::
 
