@@ -228,9 +228,17 @@ class StaticTokenProvider:
         return "StaticTokenProvider(token=***)"
 
 
+# Printable ASCII without spaces: what real tokens are made of (a JWT, an opaque token). A token of
+# only these passes every check below, so it is accepted without walking it character by character
+# (a token callable's answer is checked on every request).
+_PLAIN_TOKEN = re.compile(r"[!-~]+")
+
+
 def _checked_token(token: object, *, source: str = "token") -> str:
     if not isinstance(token, str):
         raise TypeError(f"{source} must give a str (the access token), got {type(token).__name__}")
+    if _PLAIN_TOKEN.fullmatch(token) is not None:
+        return token
     # Checked before stripping: a token read from a file with its newline, or one carrying a header
     # after CR LF, is refused rather than silently cut or sent into the Authorization header.
     if "\r" in token or "\n" in token:

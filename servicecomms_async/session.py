@@ -183,6 +183,15 @@ class ServiceCommsSession(Generic[Client]):
             raise TypeError(
                 f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
             )
+        if ssl_context is not None and (
+            ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname
+        ):
+            # A context that does not verify would send every tenant's token to whoever answers.
+            raise ValueError(
+                "ssl_context must verify the server (verify_mode=ssl.CERT_REQUIRED and "
+                "check_hostname=True): to trust a private CA, use "
+                "ssl.create_default_context(cafile=...) instead of turning verification off"
+            )
         retry_policy = as_retry(retry) or RetryPolicy()
         # Token acquisition has its own timeout, inside the request's deadline: a credential that
         # never answers must not hold a request past Timeout and RetryPolicy.deadline.
@@ -202,15 +211,6 @@ class ServiceCommsSession(Generic[Client]):
                 token_timeout=token_limit,
             )
         )
-        if ssl_context is not None and (
-            ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname
-        ):
-            # A context that does not verify would send every tenant's token to whoever answers.
-            raise ValueError(
-                "ssl_context must verify the server (verify_mode=ssl.CERT_REQUIRED and "
-                "check_hostname=True): to trust a private CA, use "
-                "ssl.create_default_context(cafile=...) instead of turning verification off"
-            )
         pool = as_limits(limits) or Limits()
         self._pool_base = pool.max_connections  # the pool when no scan runs
         self._scan_demand = 0  # the concurrency of every scan entered and not yet left
