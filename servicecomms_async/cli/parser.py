@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .. import __version__
+from .. import __version__, _constants
 from ..clouds import CLOUDS
 from ..scan import DEFAULT_CONCURRENCY
 from . import registry, types
@@ -116,14 +116,14 @@ def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -
     group.add_argument(
         "--timeout",
         type=types.seconds("--timeout"),
-        default=60.0,
+        default=_constants.TOTAL_TIMEOUT,
         metavar="SECONDS",
         help="per request",
     )
     group.add_argument(
         "--attempts",
         type=types.count("--attempts"),
-        default=5,
+        default=_constants.RETRY_ATTEMPTS,
         metavar="N",
         help="tries per request",
     )
