@@ -29,7 +29,6 @@ class Dialect:
     """What one API looks like on the wire."""
 
     name: Api
-    title: str  # for people: "the legacy Service Communications API"
     paging: PagingRule
     tenant_key: str  # the tenant id's key in output records, in the API's own casing
     tenant_in_path: bool  # legacy: /{tenant}/ServiceComms; Graph finds the tenant in the token
@@ -52,14 +51,12 @@ class Dialect:
 
 LEGACY = Dialect(
     name="legacy",
-    title="the legacy Office 365 Service Communications API",
     paging=TOP_SKIP,
     tenant_key="TenantId",
     tenant_in_path=True,
 )
 GRAPH = Dialect(
     name="graph",
-    title="Microsoft Graph's service communications API",
     paging=NEXT_LINK_PREFER,
     tenant_key="tenantId",
     tenant_in_path=False,
