@@ -9,11 +9,13 @@ decodes JSON with orjson, and turns every failure into the library's typed error
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import math
 import ssl
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -51,6 +53,7 @@ class Response:
     url: str
     request_id: str | None
     attempts: int
+    date: datetime | None = None  # the server's clock (its ``Date`` header), UTC
 
 
 def aiohttp_timeout(timeout: Timeout, *, remaining: float | None = None) -> aiohttp.ClientTimeout:
@@ -368,7 +371,9 @@ class Transport:
                     failure = _status_error(resp, body, url, tenant, request_id, token)
                 else:
                     content_type = resp.headers.get("Content-Type", "")
-                    answer = _RawResponse(body, resp.status, request_id, content_type)
+                    answer = _RawResponse(
+                        body, resp.status, request_id, content_type, resp.headers.get("Date")
+                    )
         except ServiceCommsError as exc:
             failure = exc
         except asyncio.TimeoutError as exc:
@@ -487,12 +492,14 @@ class _RawResponse:
     status: int
     request_id: str | None
     content_type: str
+    date_header: str | None = None
 
     def decode(
         self, url: URL, tenant: str, attempt: int, *, raw: bool = False, token: Secret | None = None
     ) -> Response:
+        date = server_date(self.date_header)
         if raw:
-            return Response(self.body, self.status, str(url), self.request_id, attempt)
+            return Response(self.body, self.status, str(url), self.request_id, attempt, date)
         if not self.body:
             raise UnexpectedResponseError(
                 f"the response from {_redact(url)} is empty (HTTP {self.status}, Content-Type "
@@ -519,7 +526,21 @@ class _RawResponse:
             url=str(url),
             request_id=self.request_id,
             attempts=attempt,
+            date=date,
         )
+
+
+def server_date(header: str | None) -> datetime | None:
+    """The ``Date`` header (RFC 9110 IMF-fixdate) as an aware UTC datetime; None when absent or bad."""
+    if not header:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": UTC by RFC 5322
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 class _UnfinishedJSONError(UnexpectedResponseError):

@@ -807,7 +807,9 @@ def structure_items(items: Any, cls: type[T], *, conv: WireConverter = converter
         raise UnexpectedResponseError(
             f"expected 'value' to be a JSON array, got {type(items).__name__}"
         )
-    structure = conv.structure_fn(cls)
+    structure: Callable[[dict[str, Any]], Any] = (
+        _as_is if cls is dict else conv.structure_fn(cls)  # dict: Graph's JSON objects untouched
+    )
     out: list[T] = []
     for position, item in enumerate(items):
         if item.__class__ is not dict:
@@ -817,3 +819,7 @@ def structure_items(items: Any, cls: type[T], *, conv: WireConverter = converter
             )
         out.append(structure(item))
     return out
+
+
+def _as_is(item: dict[str, Any]) -> dict[str, Any]:
+    return item

@@ -32,6 +32,7 @@ import re
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import aclosing
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio.lowlevel
@@ -61,6 +62,7 @@ class Page(Generic[T]):
     next_link: str | None
     request_id: str | None
     number: int  # 1 for the first page
+    server_time: datetime | None = None  # the response's ``Date`` header, UTC
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.items)
@@ -211,7 +213,7 @@ class AsyncPager(Generic[T]):
                     "if this is expected)"
                 )
             response = await self._fetch(url)
-            page_url, request_id = response.url, response.request_id
+            page_url, request_id, date = response.url, response.request_id, response.date
             failure: ServiceCommsError | None = None
             try:
                 raw_items, next_link = _page_parts(response)
@@ -228,10 +230,10 @@ class AsyncPager(Generic[T]):
                 raise failure.with_traceback(None)
             if self._max_items is not None and yielded + len(items) >= self._max_items:
                 items = items[: self._max_items - yielded]
-                yield Page(items, page_url, next_link, request_id, number)
+                yield Page(items, page_url, next_link, request_id, number, date)
                 return
             yielded += len(items)
-            yield Page(items, page_url, next_link, request_id, number)
+            yield Page(items, page_url, next_link, request_id, number, date)
             del items
             if next_link is not None:
                 url = self._follow(url, next_link)

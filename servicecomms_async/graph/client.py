@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any, Literal
 
 from .. import _constants
 from .._client import ApiClient
@@ -44,6 +45,8 @@ __all__ = ["MAX_PAGE_SIZE", "GraphClient", "GraphFilter"]
 
 MAX_PAGE_SIZE = _constants.GRAPH_MAX_PAGE_SIZE
 GraphFilter = Filter  # the old name of the filter builder, kept for one release
+GraphResource = Literal["healthOverviews", "issues", "messages"]
+_RESOURCES: tuple[GraphResource, ...] = ("healthOverviews", "issues", "messages")
 
 
 class GraphClient(ApiClient):
@@ -275,6 +278,28 @@ class GraphClient(ApiClient):
     async def unfavorite(self, message_ids: Iterable[str]) -> None:
         """Remove posts from the signed-in user's favourites."""
         await self._viewpoint("unfavorite", message_ids)
+
+    # -- Graph's JSON, untouched ----------------------------------------------------------------------------
+
+    def json_items(
+        self,
+        resource: GraphResource,
+        *,
+        since: datetime | date | None = None,
+        page_size: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> AsyncPager[dict[str, Any]]:
+        """The items of ``healthOverviews``, ``issues`` or ``messages`` as the JSON objects Graph sent
+        (camelCase keys, unknown keys and ``@odata`` annotations kept), for storing them losslessly.
+        ``since`` filters ``lastModifiedDateTime ge since`` (not on ``healthOverviews``, which has no
+        such field). Each page's ``server_time`` is Graph's ``Date`` header."""
+        if resource not in _RESOURCES:
+            raise ValueError(f"resource must be one of {', '.join(_RESOURCES)}, got {resource!r}")
+        if since is not None and resource == "healthOverviews":
+            raise ValueError("healthOverviews has no lastModifiedDateTime to filter with since=")
+        filters = Filter().since("lastModifiedDateTime", since, parameter="since")
+        return self._list(resource, dict, retry, timeout, filters=filters, page_size=page_size)
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
