@@ -307,6 +307,8 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
     _add_output(scan)
     _add_filters(scan, OPERATIONS)
 
+    _add_watch(command("watch", WATCH_HELP, WATCH_DESCRIPTION), graph_ops)
+
     emulator = command(
         "emulator",
         "serve the embedded emulator (both APIs) on loopback until Ctrl-C",
@@ -340,6 +342,84 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_output(demo)
     return parser
+
+
+WATCH_HELP = (
+    "poll tenants on Microsoft Graph and deliver what changed as events (status: the state)"
+)
+WATCH_DESCRIPTION = (
+    "Poll every tenant's service health on Microsoft Graph, keep its state in a SQLite file, and "
+    "deliver each change (an issue opened, updated, resolved or reopened; a Message Center post "
+    "published or updated; a service's status; a tenant failing or recovering) as a CloudEvent, at "
+    "least once. `watch status --state PATH` prints each tenant's state."
+)
+
+
+def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -> None:
+    """``watch`` polls (``--once`` or every ``--interval``); ``watch status`` reads the state file."""
+    group = watch.add_argument_group("watch")
+    group.add_argument("--tenant", type=types.tenant_id(), help=TENANT_HELP)
+    group.add_argument(
+        "--tenants",
+        metavar="FILE",
+        help="file of tenant ids, one per line (# comments allowed); - reads stdin",
+    )
+    group.add_argument(
+        "--state", metavar="PATH", help="the SQLite state file (created on the first run)"
+    )
+    when = group.add_mutually_exclusive_group()
+    when.add_argument(
+        "--once",
+        action="store_true",
+        help="one cycle, deliver, exit (0: all polled, 1: some failed)",
+    )
+    when.add_argument(
+        "--interval",
+        type=types.duration("--interval"),
+        default=300.0,
+        metavar="DURATION",
+        help="poll every DURATION (300, 90s, 5m, 1h) until Ctrl-C or SIGTERM; seconds",
+    )
+    group.add_argument(
+        "--baseline",
+        choices=("active", "all", "none"),
+        default="active",
+        help="what a tenant's first poll emits: its unresolved issues and unhealthy services, "
+        "everything, or nothing",
+    )
+    group.add_argument(
+        "--sink",
+        action="append",
+        metavar="[NAME=]KIND:TARGET",
+        help="where events go (repeatable): jsonl:PATH appends one CloudEvent a line, jsonl:- "
+        "writes them to stdout (the default)",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=types.count("--concurrency"),
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="tenants at once",
+    )
+    group.add_argument(
+        "--tenant-timeout",
+        type=types.seconds("--tenant-timeout"),
+        metavar="SECONDS",
+        help="how long one tenant's poll may take in all before it counts as failed",
+    )
+    _add_connection(watch, graph_ops[:1])
+    subcommands = watch.add_subparsers(
+        dest="watch_command", metavar="SUBCOMMAND", parser_class=Parser
+    )
+    status = subcommands.add_parser(
+        "status",
+        help="each tenant's last successful poll, cursor, failures in a row and pending events",
+        description="Print each tenant's state from a watch state file (read-only).",
+        formatter_class=HelpFormatter,
+    )
+    status.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
+    status.add_argument("--format", choices=("table", "json"), default="table", help="output")
+    status.add_argument("--wide", action="store_true", help="tables at their full width")
 
 
 def _add_operation(parser: Any) -> None:

@@ -40,7 +40,7 @@ def resolve_api(
     scanning = command in SCANNING
     explicit: str | None = getattr(args, "api", None)
     name: str | None = args.operation if scanning else command
-    if command == "incident-report":
+    if command in ("incident-report", "watch"):
         apis: tuple[str, ...] = ("graph",)
     elif name is None:
         apis = ()

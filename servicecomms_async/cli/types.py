@@ -131,6 +131,29 @@ def seconds(flag: str) -> Callable[[str], float]:
     return checked(_finite, check, expected="a number of seconds")
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def _duration(text: str) -> float:
+    """``300``, ``90s``, ``5m``, ``1h30m``: seconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or not text.strip() or not any(match.groups()):
+        raise ValueError(text)
+    hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+def duration(flag: str) -> Callable[[str], float]:
+    """A time span above 0: seconds, or with units (``90s``, ``5m``, ``1h30m``)."""
+
+    def check(value: float) -> float:
+        checked_value = validate_seconds(value, flag)
+        assert checked_value is not None
+        return checked_value
+
+    return checked(_duration, check, expected="a duration such as 300, 90s, 5m or 1h")
+
+
 def segment(flag: str) -> Callable[[str], str]:
     """An id that goes into a URL path as one segment (an issue id such as EX123456)."""
     return checked(str, lambda value: validate_segment(value, flag), expected="an id")

@@ -10,7 +10,7 @@ from typing import TextIO
 import anyio
 
 from ..registry import Operation
-from . import demo, emulator, report, scan, single
+from . import demo, emulator, report, scan, single, watch
 
 
 def run(
@@ -28,6 +28,8 @@ def run(
         return emulator.run(args, stdout, stderr)
     if command == "incident-report":
         return anyio.run(report.run, args, stdout, environ, stderr)
+    if command == "watch":
+        return anyio.run(watch.run, args, stdin, stdout, stderr, environ)
     assert op is not None
     if command == "scan":
         return anyio.run(scan.run, args, op, stdin, stdout, stderr, environ)

@@ -1,0 +1,97 @@
+"""Where watch events go. A sink's :meth:`~Sink.deliver` returns only once the events are durable
+there; the caller acknowledges them in the store after that, so a crash in between delivers the same
+events (same ids) again on the next run: at least once.
+
+``JsonlSink`` appends one CloudEvent per line to a file (flushed and ``fsync``-ed before it returns)
+or to stdout (``"-"``; flushed, and synced when stdout is a file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO, Protocol
+
+import anyio.to_thread
+
+from .events import WatchEvent
+
+__all__ = ["JsonlSink", "Sink", "parse_sink"]
+
+
+class Sink(Protocol):
+    """A destination for events."""
+
+    name: str
+
+    async def deliver(self, events: Sequence[WatchEvent]) -> None:
+        """Deliver ``events`` in order; return once they are durable there, raise otherwise."""
+
+    async def aclose(self) -> None: ...
+
+
+class JsonlSink:
+    """One CloudEvent (structured JSON) per line, appended to ``target`` (a path, or ``"-"`` for
+    stdout)."""
+
+    def __init__(self, target: str, *, name: str = "jsonl") -> None:
+        if not isinstance(target, str) or not target:
+            raise ValueError("a jsonl sink needs a file path, or - for stdout")
+        self.name = name
+        self.target = target
+        self._file: BinaryIO | None = None
+
+    def __repr__(self) -> str:
+        return f"JsonlSink({self.target!r})"
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            if self.target == "-":
+                self._file = sys.stdout.buffer
+            else:
+                # Append only: what earlier runs delivered stays. 0o600: events name tenants.
+                fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._file = os.fdopen(fd, "ab")
+        return self._file
+
+    def _write(self, lines: bytes) -> None:
+        out = self._open()
+        out.write(lines)
+        out.flush()
+        try:
+            os.fsync(out.fileno())
+        except OSError:
+            if self.target != "-":
+                raise
+            # stdout is a pipe or a terminal: flushed is as durable as it gets there.
+        except ValueError:  # stdout replaced by an object without a file descriptor
+            pass
+
+    async def deliver(self, events: Sequence[WatchEvent]) -> None:
+        if not events:
+            return
+        lines = b"".join(event.to_json() + b"\n" for event in events)
+        await anyio.to_thread.run_sync(self._write, lines)
+
+    async def aclose(self) -> None:
+        if self._file is not None and self.target != "-":
+            self._file.close()
+        self._file = None
+
+
+def parse_sink(spec: str) -> Sink:
+    """A sink from ``[NAME=]KIND:TARGET``, e.g. ``jsonl:events.jsonl`` or ``jsonl:-``."""
+    name, sep, rest = spec.partition("=")
+    if not sep or ":" in name:
+        name, rest = "", spec
+    kind, sep, target = rest.partition(":")
+    if not sep or not target:
+        raise ValueError(
+            f"a sink is KIND:TARGET, such as jsonl:events.jsonl or jsonl:-, got {spec!r}"
+        )
+    if kind != "jsonl":
+        raise ValueError(
+            f"unknown sink kind {kind!r}: this version delivers to jsonl:PATH or jsonl:-"
+        )
+    return JsonlSink(target, name=name or kind)
