@@ -40,6 +40,7 @@ from .legacy.models import (
     Status,
     WorkloadStatus,
 )
+from .over_graph import LegacyOverGraphClient, ObservedHistory
 from .paging import AsyncPager, Page
 from .retry import RetryPolicy
 from .scan import Scan, ScanItem, ScanProgress, ScanResult, TenantDone, TenantFailed
@@ -60,12 +61,14 @@ __all__ = [
     "ForbiddenError",
     "GraphClient",
     "InvalidFieldError",
+    "LegacyOverGraphClient",
     "Limits",
     "Message",
     "MessageHistory",
     "MessageType",
     "NameValue",
     "NotFoundError",
+    "ObservedHistory",
     "Page",
     "PagingError",
     "RequestTimeoutError",

@@ -63,3 +63,7 @@ TOKEN_TIMEOUT = (
 )
 TOKEN_SYNC_THREADS = 8  # worker threads running synchronous credentials at once, hung ones included
 CREDENTIAL_CLOSE_TIMEOUT = 10.0  # seconds aclose() waits for the credentials it made to close
+
+# The legacy operations rebuilt over Microsoft Graph (servicecomms_async.over_graph).
+OVER_GRAPH_CURRENT_HOURS = 24  # CurrentStatus: issues unresolved or ended within this many hours
+OVER_GRAPH_HISTORY_DAYS = 7  # HistoricalStatus without since: today and the 6 days before it

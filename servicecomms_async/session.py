@@ -49,10 +49,11 @@ from .auth import (
     TokenProvider,
 )
 from .clouds import PUBLIC, Cloud, get_cloud
-from .dialects import GRAPH, LEGACY, Api, Dialect, get_dialect
+from .dialects import GRAPH, Api, Dialect, get_dialect
 from .errors import SessionClosedError
 from .graph import GraphClient
 from .legacy import TenantClient
+from .over_graph import LegacyOverGraphClient, ObservedHistory
 from .retry import RetryPolicy
 from .scan import DEFAULT_CONCURRENCY, Scan, ScanProgress
 
@@ -279,13 +280,45 @@ class ServiceCommsSession(Generic[Client]):
             raise SessionClosedError("the session is closed")
         return self._client_for(validate_tenant_id(tenant_id))
 
-    def tenant(self, tenant_id: str) -> TenantClient:
-        """A legacy Service Communications client for one tenant (needs ``api="legacy"``)."""
-        if self.dialect is not LEGACY:
-            raise TypeError(
-                "this session speaks Microsoft Graph (api='graph'): use session.graph(tenant_id)"
-            )
+    @overload
+    def tenant(self: ServiceCommsSession[TenantClient], tenant_id: str) -> TenantClient: ...
+
+    @overload
+    def tenant(
+        self: ServiceCommsSession[GraphClient],
+        tenant_id: str,
+        *,
+        history: ObservedHistory | None = None,
+    ) -> LegacyOverGraphClient: ...
+
+    @overload
+    def tenant(
+        self: ServiceCommsSession[TenantClient | GraphClient],
+        tenant_id: str,
+        *,
+        history: ObservedHistory | None = None,
+    ) -> TenantClient | LegacyOverGraphClient: ...
+
+    def tenant(
+        self, tenant_id: str, *, history: ObservedHistory | None = None
+    ) -> TenantClient | LegacyOverGraphClient:
+        """The four legacy operations (``services``, ``current_status``, ``historical_status``,
+        ``messages``) for one tenant.
+
+        On a legacy session: a :class:`TenantClient` calling the legacy endpoint. On a Graph session
+        (``api="graph"``): a :class:`~servicecomms_async.LegacyOverGraphClient` with the same methods
+        and models, rebuilt from Microsoft Graph (see the README's "Legacy operations over Graph");
+        ``history`` (e.g. the watcher's state store) supplies the daily statuses it observed, which
+        ``historical_status`` prefers to its reconstruction.
+        """
         client = self.client(tenant_id)
+        if isinstance(client, GraphClient):
+            return LegacyOverGraphClient(client, history=history)
+        if history is not None:
+            raise TypeError(
+                "history= applies to a Microsoft Graph session (api='graph'): the legacy API "
+                "answers HistoricalStatus itself"
+            )
         assert isinstance(client, TenantClient)
         return client
 

@@ -10,6 +10,7 @@ import pytest
 
 from servicecomms_async._wire import converter, strict_converter, structure_items
 from servicecomms_async.graph.models import (
+    BodyType,
     PostType,
     ServiceHealth,
     ServiceHealthClassification,
@@ -55,7 +56,7 @@ def test_health_overviews_with_issues() -> None:
     assert issue.is_resolved is True
     post = issue.posts[0]
     assert post.post_type is PostType.REGULAR
-    assert post.description is not None and post.description.content_type == "Html"
+    assert post.description is not None and post.description.content_type is BodyType.HTML  # "Html"
     assert post.created_date_time == datetime(2020, 11, 12, 7, 7, 38, 970000, tzinfo=UTC)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .client import MAX_PAGE_SIZE, GraphClient, GraphFilter
 from .models import (
+    BodyType,
     ItemBody,
     KeyValuePair,
     PostType,
@@ -22,6 +23,7 @@ from .models import (
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "BodyType",
     "GraphClient",
     "GraphFilter",
     "ItemBody",

@@ -217,6 +217,25 @@ class GraphClient(ApiClient):
         path = f"messages/{validate_segment(message_id, 'message_id')}/attachments"
         return self._list(path, ServiceAnnouncementAttachment, retry, timeout)
 
+    async def attachment(
+        self,
+        message_id: str,
+        attachment_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> ServiceAnnouncementAttachment:
+        """One attachment's properties (``/messages/{id}/attachments/{attachmentId}``), without
+        its bytes (those come from :meth:`attachment_content`)."""
+        url = (
+            self._root
+            / "messages"
+            / validate_segment(message_id, "message_id")
+            / "attachments"
+            / validate_segment(attachment_id, "attachment_id")
+        )
+        return await self._get(url, ServiceAnnouncementAttachment, retry, timeout)
+
     async def attachment_content(
         self,
         message_id: str,

@@ -77,11 +77,18 @@ class PostType(CaseInsensitiveEnum):
     UNKNOWN_FUTURE_VALUE = "unknownFutureValue"
 
 
+class BodyType(CaseInsensitiveEnum):
+    """``bodyType``: how an :class:`ItemBody`'s content is written (samples show ``Html``)."""
+
+    TEXT = "text"
+    HTML = "html"
+
+
 @attrs.frozen(kw_only=True)
 class ItemBody:
-    """A rich text body: ``content_type`` is ``"html"`` or ``"text"`` (samples show ``Html``)."""
+    """A rich text body: ``content_type`` is :class:`BodyType` ``html`` or ``text``."""
 
-    content_type: str | None = wire("contentType")
+    content_type: BodyType | None = wire("contentType")
     content: str | None = wire("content")
     extra: Mapping[str, Any] = extra_field()
 
