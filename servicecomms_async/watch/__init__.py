@@ -8,6 +8,8 @@ event with a deterministic id.
 from .diff import Baseline
 from .events import EventType, WatchEvent
 from .memory import MemoryStateStore
+from .sinks import JsonlSink, Sink
+from .sqlite import SQLiteStateStore
 from .store import (
     DailyStatus,
     PollCommit,
@@ -24,8 +26,11 @@ __all__ = [
     "CycleReport",
     "DailyStatus",
     "EventType",
+    "JsonlSink",
     "MemoryStateStore",
     "PollCommit",
+    "SQLiteStateStore",
+    "Sink",
     "Snapshot",
     "StateStore",
     "StateStoreError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from types import TracebackType
 
 import orjson
 
@@ -42,7 +43,12 @@ class MemoryStateStore:
     async def __aenter__(self) -> MemoryStateStore:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         return None
 
     async def tenant_states(self) -> list[TenantState]:
@@ -79,6 +85,8 @@ class MemoryStateStore:
         tenant = commit.state.tenant_id.lower()
         for snapshot in snapshots:
             self._snapshots.setdefault((tenant, snapshot.kind), {})[snapshot.entity_id] = snapshot
+        for kind, entity_id in commit.removed:
+            self._snapshots.get((tenant, kind), {}).pop(entity_id, None)
         now = datetime.now(timezone.utc)
         for event in events:
             if event.id not in self._events:

@@ -781,6 +781,10 @@ class SQLiteStateStore:
                     rows.snapshots,
                 )
                 conn.executemany(
+                    "DELETE FROM snapshots WHERE tenant_key = ? AND kind = ? AND entity_id = ?",
+                    rows.removed,
+                )
+                conn.executemany(
                     "INSERT OR IGNORE INTO events (event_id, tenant_key, type, body, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     rows.events,
@@ -893,17 +897,19 @@ def _stored_event(seq: int, body: bytes, created_at: str, acked_at: str | None) 
 class _CommitRows:
     """A :class:`PollCommit` as the rows it writes."""
 
-    __slots__ = ("daily", "events", "snapshots", "state")
+    __slots__ = ("daily", "events", "removed", "snapshots", "state")
 
     def __init__(
         self,
         state: tuple[Any, ...],
         snapshots: Sequence[tuple[Any, ...]],
+        removed: Sequence[tuple[Any, ...]],
         events: Sequence[tuple[Any, ...]],
         daily: Sequence[tuple[Any, ...]],
     ) -> None:
         self.state = state
         self.snapshots = snapshots
+        self.removed = removed
         self.events = events
         self.daily = daily
 
@@ -954,4 +960,8 @@ def _commit_rows(commit: PollCommit, now: str) -> _CommitRows:
                 _ts(record.observed_at),
             )
         )
-    return _CommitRows(state_row, snapshots, events, daily)
+    removed = []
+    for kind, entity_id in commit.removed:
+        _check_kind(kind)
+        removed.append((key, kind, entity_id))
+    return _CommitRows(state_row, snapshots, removed, events, daily)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
+from types import TracebackType
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -96,6 +97,9 @@ class PollCommit:
 
     state: TenantState
     snapshots: Sequence[Snapshot] = ()  # inserted or replaced
+    # Entities a full resync no longer found (expired posts, a service the tenant left): deleted, so
+    # that the store holds what Graph holds instead of everything ever seen.
+    removed: Sequence[tuple[EntityKind, str]] = ()
     events: Sequence[WatchEvent] = ()  # inserted unless an event with the same id exists
     daily: Sequence[DailyStatus] = ()  # inserted or replaced, by (tenant, service, day)
 
@@ -118,6 +122,16 @@ class StateStore(Protocol):
 
     async def aclose(self) -> None:
         """Close; safe to call more than once."""
+
+    async def __aenter__(self) -> StateStore:
+        """``open()``; ``async with store:`` closes it on the way out."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
     async def tenant_states(self) -> list[TenantState]:
         """Every tenant the store knows, by tenant id."""

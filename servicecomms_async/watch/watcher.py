@@ -52,6 +52,7 @@ from ..graph.client import GraphResource
 from ..scan import ScanItem, TenantFailed, plan_tenants
 from .diff import BASELINES, Baseline, Kind, Observation, diff_entity
 from .events import EventType, WatchEvent, event_id
+from .sqlite import SQLiteStateStore
 from .store import DailyStatus, PollCommit, Snapshot, StateStore, TenantState
 
 if TYPE_CHECKING:
@@ -127,8 +128,6 @@ class Watcher:
         self.tenant_timeout = validate_seconds(tenant_timeout, "tenant_timeout", allow_none=True)
         self.page_size = validate_int(page_size, "page_size", minimum=1)
         if isinstance(store, (str, os.PathLike)):
-            from .sqlite import SQLiteStateStore
-
             self._store: StateStore = SQLiteStateStore(os.fspath(store))
             self._owns_store = True
         else:
@@ -276,9 +275,15 @@ class Watcher:
         events: list[WatchEvent] = []
         snapshots: list[Snapshot] = []
         current_issues: Mapping[str, Mapping[str, Any]] = {}
+        removed: list[tuple[Kind, str]] = []
         for kind, items in fetched.items():
             by_id = _by_id(kind, items, tenant)
-            stored = await self._store.snapshots(tenant, kind, list(by_id))
+            if full and not baseline:
+                # A full answer: what is stored and no longer there has expired.
+                stored = await self._store.snapshots(tenant, kind)
+                removed += [(kind, gone) for gone in stored if gone not in by_id]
+            else:
+                stored = await self._store.snapshots(tenant, kind, list(by_id))
             for entity_id, entity in by_id.items():
                 previous = stored.get(entity_id)
                 events += diff_entity(
@@ -310,6 +315,7 @@ class Watcher:
                     last_full_resync=self._next_resync_mark(tenant, state, server_time, full),
                 ),
                 snapshots=snapshots,
+                removed=removed,
                 events=events,
                 daily=daily,
             )

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from ...watch import Watcher
+from ...watch import SQLiteStateStore, Watcher
 from ...watch.sinks import JsonlSink, Sink, parse_sink
 from ...watch.store import StateStore, StateStoreError
 from ..auth import Auth, make_auth, make_session
@@ -47,8 +47,6 @@ def sinks_of(args: argparse.Namespace) -> list[Sink]:
 
 
 def open_store(path: str, *, readonly: bool = False) -> StateStore:
-    from ...watch.sqlite import SQLiteStateStore
-
     return SQLiteStateStore(path, readonly=readonly)
 
 
