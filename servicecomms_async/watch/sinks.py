@@ -8,10 +8,11 @@ or to stdout (``"-"``; flushed, and synced when stdout is a file).
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO, Protocol
+from typing import Protocol, TextIO
 
 import anyio.to_thread
 
@@ -31,24 +32,32 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
+class _Output(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
 class JsonlSink:
     """One CloudEvent (structured JSON) per line, appended to ``target`` (a path, or ``"-"`` for
-    stdout)."""
+    ``stdout``: ``sys.stdout`` unless another text stream is given)."""
 
-    def __init__(self, target: str, *, name: str = "jsonl") -> None:
+    def __init__(self, target: str, *, name: str = "jsonl", stdout: TextIO | None = None) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError("a jsonl sink needs a file path, or - for stdout")
         self.name = name
         self.target = target
-        self._file: BinaryIO | None = None
+        self._stdout = stdout
+        self._file: _Output | None = None
 
     def __repr__(self) -> str:
         return f"JsonlSink({self.target!r})"
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> _Output:
         if self._file is None:
             if self.target == "-":
-                self._file = sys.stdout.buffer
+                self._file = _Text(self._stdout or sys.stdout)
             else:
                 # Append only: what earlier runs delivered stays. 0o600: events name tenants.
                 fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -65,8 +74,8 @@ class JsonlSink:
             if self.target != "-":
                 raise
             # stdout is a pipe or a terminal: flushed is as durable as it gets there.
-        except ValueError:  # stdout replaced by an object without a file descriptor
-            pass
+        except (ValueError, AttributeError, io.UnsupportedOperation):
+            pass  # stdout replaced by an object without a file descriptor
 
     async def deliver(self, events: Sequence[WatchEvent]) -> None:
         if not events:
@@ -80,8 +89,27 @@ class JsonlSink:
         self._file = None
 
 
-def parse_sink(spec: str) -> Sink:
-    """A sink from ``[NAME=]KIND:TARGET``, e.g. ``jsonl:events.jsonl`` or ``jsonl:-``."""
+class _Text:
+    """A text stream seen as the binary file the sink writes (stdout may be a test's buffer)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        return self._stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def close(self) -> None:
+        return None
+
+
+def parse_sink(spec: str, *, stdout: TextIO | None = None) -> Sink:
+    """A sink from ``[NAME=]KIND:TARGET``, e.g. ``jsonl:events.jsonl`` or ``jsonl:-`` (``stdout``)."""
     name, sep, rest = spec.partition("=")
     if not sep or ":" in name:
         name, rest = "", spec
@@ -94,4 +122,4 @@ def parse_sink(spec: str) -> Sink:
         raise ValueError(
             f"unknown sink kind {kind!r}: this version delivers to jsonl:PATH or jsonl:-"
         )
-    return JsonlSink(target, name=name or kind)
+    return JsonlSink(target, name=name or kind, stdout=stdout)

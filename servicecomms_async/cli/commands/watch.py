@@ -32,12 +32,12 @@ from ..tenants import read_tenants
 EXIT_TERMINATED = EXIT_OK  # SIGTERM asks for a stop; stopping cleanly is success
 
 
-def sinks_of(args: argparse.Namespace) -> list[Sink]:
+def sinks_of(args: argparse.Namespace, stdout: TextIO) -> list[Sink]:
     specs: list[str] = args.sink or ["jsonl:-"]
     sinks: list[Sink] = []
     for spec in specs:
         try:
-            sinks.append(parse_sink(spec))
+            sinks.append(parse_sink(spec, stdout=stdout))
         except ValueError as exc:
             raise UsageError(f"--sink: {exc}") from None
     names = [s.name for s in sinks]
@@ -76,7 +76,7 @@ async def run(
     if (args.tenant is None) == (args.tenants is None):
         raise UsageError("watch: give --tenant T or --tenants FILE")
     tenants = [args.tenant] if args.tenant is not None else read_tenants(args.tenants, stdin)
-    sinks = sinks_of(args)
+    sinks = sinks_of(args, stdout)
     if any(isinstance(s, JsonlSink) and s.target == "-" for s in sinks):
         info = Printer(stderr)  # stdout carries the events
     else:
