@@ -76,8 +76,11 @@ def run(
     environ: Mapping[str, str] | None = None,
     token: str | None = TOKEN,
 ) -> Run:
-    """``main(argv)`` in-process, pointed at the emulator, with captured streams."""
+    """``main(argv)`` in-process, pointed at the emulator, with captured streams. The commands
+    both APIs have run on the legacy API here (Graph is the default: tests/test_cli_over_graph.py)."""
     args = list(argv)
+    if args and args[0] in ("services", "status", "history", "scan") and "--api" not in args:
+        args[1:1] = ["--api", "legacy"]
     if served is not None and argv[0] not in ("demo", "emulator"):
         args += ["--base-url", served.base_url]
         if token is not None:
@@ -468,6 +471,8 @@ def test_demo_runs_to_completion_as_a_subprocess() -> None:
 def test_scan_as_a_subprocess_streams_jsonl(served: Served) -> None:
     done = python_m(
         "scan",
+        "--api",
+        "legacy",
         "--tenants",
         "-",
         "--operation",

@@ -578,11 +578,15 @@ def test_a_refused_template_token_is_one_line_exit_1_and_never_shown(served: Ser
         (["messages", "--type", "Incident"], ["--type", "legacy API filter", "--api legacy"]),
         (["messages", "--api", "graph", "--type", "Incident"], ["--type", "legacy API filter"]),
         (["messages", "--api", "graph", "--workload", "Exchange"], ["--workload", "legacy API"]),
-        (["status", "--api", "graph"], ["status is a legacy API command", "overview"]),
+        # status, services and history run over Graph too (legacy records, tests/test_cli_over_graph.py)
+        (["status", "--api", "graph", "--since", "2024-01-01"], ["--since applies to"]),
         (["overview", "--api", "legacy"], ["overview is a Microsoft Graph command"]),
-        (["scan", "--tenants", "-", "--api", "graph", "--operation", "history"], ["--operation"]),
+        (["scan", "--tenants", "-", "--api", "graph", "--operation", "nope"], ["--operation"]),
         (["issues", "--expand-issues"], ["--expand-issues applies to overview only"]),
-        (["overview", "--since", "2024-01-01"], ["--since applies to issues and messages"]),
+        (
+            ["overview", "--since", "2024-01-01"],
+            ["--since applies to issues, messages and history"],
+        ),
         (["issues", "--active", "--resolved"], ["--resolved", "not allowed with"]),
         (["issues", "--service", "Exchange Online", "--service", "Planner"], ["--service", "one"]),
         (["issues", "--service", " Planner"], ["--service", "surrounding spaces"]),

@@ -432,7 +432,18 @@ def test_output_to_a_full_device_is_one_line(served: Served) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
     tenant = served.tenants[0]
-    result = run(served, "status", "--tenant", tenant, "--format", "json", "-o", "/dev/full")
+    result = run(
+        served,
+        "status",
+        "--api",
+        "legacy",
+        "--tenant",
+        tenant,
+        "--format",
+        "json",
+        "-o",
+        "/dev/full",
+    )
     assert result.code == 2, result.err  # before: an OSError traceback
     assert result.err.strip() == ("error: cannot write --output /dev/full: No space left on device")
 

@@ -122,8 +122,9 @@ def test_each_commands_help_lists_only_its_filters_with_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     status = help_of("status", capsys=capsys)
-    assert "--workload" in status and "--select" in status
-    for other in ("--since", "--category", "--expand-issues", "--type", "--page-size", "--api"):
+    # status runs on both APIs (legacy records over Graph by default): --api chooses.
+    assert "--workload" in status and "--select" in status and "--api" in status
+    for other in ("--since", "--category", "--expand-issues", "--type", "--page-size"):
         assert other not in status, other
     assert "(default: 60.0)" in status and "(default: 5)" in status
     assert "(default: table)" in status
@@ -142,7 +143,7 @@ def test_each_commands_help_lists_only_its_filters_with_defaults(
     scan = help_of("scan", capsys=capsys)
     assert "(default: 50)" in scan
     # Where --since applies (help text is wrapped: compare it as one line).
-    assert "[graph: issues, messages; legacy: history]" in " ".join(scan.split())
+    assert "[graph: issues, messages, history; legacy: history]" in " ".join(scan.split())
 
 
 def test_every_registry_operation_is_a_command_and_a_scan_operation(
@@ -153,7 +154,9 @@ def test_every_registry_operation_is_a_command_and_a_scan_operation(
     for op in OPERATIONS:
         assert op.name in top
         assert op.name in scan
-        assert op.csv_columns[0] == {"graph": "tenantId", "legacy": "TenantId"}[op.api]
+        # Graph's own records say tenantId; legacy records (over Graph too) TenantId.
+        own = {"graph": "tenantId", "legacy": "TenantId"}[op.api]
+        assert op.csv_columns[0] == op.record_tenant_key == (op.tenant_key or own)
     assert "emulator" in top
 
 
@@ -245,13 +248,14 @@ def test_emulator_writes_its_tenants_file_and_a_scan_reads_it(tmp_path: Path) ->
 def test_a_retired_legacy_endpoint_names_the_graph_command(emulator: Emulator) -> None:
     tenant = emulator.tenant_ids[0]
     code, out, err = run(
-        "status", "--tenant", tenant, "--base-url", emulator.base_url, "--token", RETIRED_TOKEN
-    )
+        "status", "--api", "legacy", "--tenant", tenant, "--base-url", emulator.base_url,
+        "--token", RETIRED_TOKEN,
+    )  # fmt: skip
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 2, err
     assert lines[0].startswith("error: EndpointRetiredError: ")
-    assert f"servicecomms overview --tenant {tenant}" in lines[1]
+    assert f"servicecomms status --api graph --tenant {tenant}" in lines[1]
     assert RETIRED_TOKEN not in out + err
 
     code, _, err = run(
@@ -268,13 +272,13 @@ def test_a_scan_of_the_retired_endpoint_names_the_graph_scan(
     tenants = tmp_path / "tenants.txt"
     tenants.write_text("\n".join(emulator.tenant_ids) + "\n", encoding="utf-8")
     code, out, err = run(
-        "scan", "--tenants", str(tenants), "--operation", "history", "--base-url",
+        "scan", "--api", "legacy", "--tenants", str(tenants), "--operation", "history", "--base-url",
         emulator.base_url, "--token", RETIRED_TOKEN,
     )  # fmt: skip
     assert code == 1, err
     assert "Failed tenants (3)" in out
     assert out.count("EndpointRetiredError") == 3
-    assert "servicecomms scan --api graph --operation issues --since DATE" in out
+    assert "servicecomms scan --api graph --operation history" in out
 
 
 # -- without rich -----------------------------------------------------------------------------------

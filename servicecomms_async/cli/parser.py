@@ -247,6 +247,8 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         _add_connection(sub, ops)
         _add_output(sub)
         _add_filters(sub, ops)
+        if registry.shapes_of(name):
+            _add_shape(sub)
 
     graph_ops = [op for op in OPERATIONS if op.api == "graph"]
     report = command(
@@ -306,6 +308,7 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
     _add_connection(scan, OPERATIONS)
     _add_output(scan)
     _add_filters(scan, OPERATIONS)
+    _add_shape(scan)
 
     _add_watch(command("watch", WATCH_HELP, WATCH_DESCRIPTION), graph_ops)
 
@@ -420,6 +423,15 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
     status.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
     status.add_argument("--format", choices=("table", "json"), default="table", help="output")
     status.add_argument("--wide", action="store_true", help="tables at their full width")
+
+
+def _add_shape(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shape",
+        choices=registry.SHAPES,
+        help="graph: Microsoft Graph's own records (default); legacy: the legacy API's records and "
+        "columns, rebuilt from Graph (messages --api graph: incidents and Message Center posts)",
+    )
 
 
 def _add_operation(parser: Any) -> None:

@@ -18,6 +18,7 @@ from ..dialects import GRAPH, LEGACY, Dialect
 from ..dialects import Api as ApiName
 from ..graph.models import ServiceHealth, ServiceHealthIssue, ServiceUpdateMessage
 from ..legacy.models import Message, Service, WorkloadStatus
+from ..over_graph import LegacyOverGraphClient
 from .errors import UsageError
 from .output.tallies import (
     CategoryTally,
@@ -81,6 +82,15 @@ class Operation:
     check: Callable[[Options], None] | None = None
     # For a legacy operation: the Graph command line that replaces it on the retired endpoint.
     successor: str | None = None
+    # The records' tenant key when it is not the API's (legacy-shaped records over Graph).
+    tenant_key: str | None = None
+    # Another shape of the same (api, name), chosen with --shape (messages --shape legacy).
+    shape: str | None = None
+
+    @property
+    def record_tenant_key(self) -> str:
+        """The first key of every record of this operation."""
+        return self.tenant_key or APIS[self.api].tenant_key
 
     def bind(self, options: Options) -> Callable[[Any], Any]:
         """The per-tenant call with these options, checked once here (before any request)."""
@@ -115,6 +125,38 @@ _STATUS_COLUMNS = (
     "StatusTime",
     "IncidentIds",
 )
+
+_MESSAGE_COLUMNS = (
+    "TenantId",
+    "Id",
+    "MessageType",
+    "Workload",
+    "WorkloadDisplayName",
+    "Feature",
+    "FeatureDisplayName",
+    "Title",
+    "Status",
+    "Classification",
+    "Severity",
+    "StartTime",
+    "EndTime",
+    "LastUpdatedTime",
+    "AffectedWorkloadNames",
+)
+_MESSAGE_TABLE: tuple[Column, ...] = (
+    "Id",
+    "MessageType",
+    "Workload",
+    "Status",
+    "StartTime",
+    "EndTime",
+    "Title",
+)
+
+
+def _over_graph(graph: Any) -> LegacyOverGraphClient:
+    return LegacyOverGraphClient(graph)
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -232,6 +274,76 @@ OPERATIONS: tuple[Operation, ...] = (
         tally=CategoryTally,
         help="Message Center posts (Microsoft Graph)",
     ),
+    # The legacy operations rebuilt from Graph: the legacy records and columns, from live tenants.
+    Operation(
+        api="graph",
+        name="services",
+        model=Service,
+        call=lambda g, o: _over_graph(g).services(select=o["select"]),
+        filters=(),
+        csv_columns=("TenantId", "Id", "DisplayName", "Features"),
+        table_columns=("Id", "DisplayName", "Features"),
+        tally=ServicesTally,
+        help="the services a tenant has, features from its issues (legacy records over Graph)",
+        tenant_key="TenantId",
+    ),
+    Operation(
+        api="graph",
+        name="status",
+        model=WorkloadStatus,
+        call=lambda g, o: _over_graph(g).current_status(o["workload"], select=o["select"]),
+        filters=("workload",),
+        csv_columns=_STATUS_COLUMNS,
+        table_columns=("Workload", "Status", "StatusTime", "IncidentIds"),
+        tally=WorkloadStatusTally,
+        help="each workload's current status (legacy records over Graph)",
+        tenant_key="TenantId",
+    ),
+    Operation(
+        api="graph",
+        name="history",
+        model=WorkloadStatus,
+        call=lambda g, o: _over_graph(g).historical_status(
+            o["workload"], o["since"], select=o["select"]
+        ),
+        filters=("workload", "since"),
+        csv_columns=_STATUS_COLUMNS,
+        table_columns=("Workload", "Status", "StatusTime", "IncidentIds"),
+        tally=WorkloadStatusTally,
+        help="each workload's status per day, last 7 days, rebuilt from issues (legacy records "
+        "over Graph)",
+        tenant_key="TenantId",
+    ),
+    Operation(
+        api="graph",
+        name="messages",
+        model=Message,
+        call=lambda g, o: _over_graph(g).messages(
+            o["workload"],
+            o["start"],
+            o["end"],
+            o["message_type"],
+            o["message_id"],
+            **({"page_size": o["page_size"]} if o["page_size"] is not None else {}),
+            select=o["select"],
+            max_items=o["max_items"],
+        ),
+        filters=(
+            "workload",
+            "start",
+            "end",
+            "message_type",
+            "message_id",
+            "page_size",
+            "max_items",
+        ),
+        csv_columns=_MESSAGE_COLUMNS,
+        table_columns=_MESSAGE_TABLE,
+        tally=WorkloadMessagesTally,
+        help="incidents and Message Center posts as legacy messages (Microsoft Graph)",
+        tenant_key="TenantId",
+        shape="legacy",
+    ),
     Operation(
         api="legacy",
         name="services",
@@ -242,7 +354,7 @@ OPERATIONS: tuple[Operation, ...] = (
         table_columns=("Id", "DisplayName", "Features"),
         tally=ServicesTally,
         help="the services a tenant subscribes to (legacy API)",
-        successor="overview",
+        successor="services --api graph",
     ),
     Operation(
         api="legacy",
@@ -255,7 +367,7 @@ OPERATIONS: tuple[Operation, ...] = (
         tally=WorkloadStatusTally,
         help="each workload's current status (legacy API)",
         default=True,
-        successor="overview",
+        successor="status --api graph",
     ),
     Operation(
         api="legacy",
@@ -267,7 +379,7 @@ OPERATIONS: tuple[Operation, ...] = (
         table_columns=("Workload", "Status", "StatusTime", "IncidentIds"),
         tally=WorkloadStatusTally,
         help="each workload's status per day, last 7 days (legacy API)",
-        successor="issues --since DATE",
+        successor="history --api graph",
     ),
     Operation(
         api="legacy",
@@ -283,35 +395,31 @@ OPERATIONS: tuple[Operation, ...] = (
             max_items=o["max_items"],
         ),
         filters=("workload", "start", "end", "message_type", "message_id", "max_items"),
-        csv_columns=(
-            "TenantId",
-            "Id",
-            "MessageType",
-            "Workload",
-            "WorkloadDisplayName",
-            "Feature",
-            "FeatureDisplayName",
-            "Title",
-            "Status",
-            "Classification",
-            "Severity",
-            "StartTime",
-            "EndTime",
-            "LastUpdatedTime",
-            "AffectedWorkloadNames",
-        ),
-        table_columns=("Id", "MessageType", "Workload", "Status", "StartTime", "EndTime", "Title"),
+        csv_columns=_MESSAGE_COLUMNS,
+        table_columns=_MESSAGE_TABLE,
         tally=WorkloadMessagesTally,
         help="incidents, planned maintenance and Message Center posts (legacy API)",
         successor="messages --api graph",
     ),
 )
 
-_BY_KEY: Mapping[tuple[str, str], Operation] = {(op.api, op.name): op for op in OPERATIONS}
+_BY_KEY: Mapping[tuple[str, str, str | None], Operation] = {
+    (op.api, op.name, op.shape): op for op in OPERATIONS
+}
+SHAPES = ("graph", "legacy")  # --shape: an operation's own records, or the legacy ones
 
 
-def find(api: str, name: str) -> Operation | None:
-    return _BY_KEY.get((api, name))
+def find(api: str, name: str, shape: str | None = None) -> Operation | None:
+    """The operation ``name`` of ``api``; ``shape`` None or the API's own name: its own records,
+    ``shape="legacy"`` on Graph: its legacy-shaped form, if any."""
+    if shape == api:  # an API's own records: the legacy API's are legacy-shaped
+        shape = None
+    return _BY_KEY.get((api, name, shape))
+
+
+def shapes_of(name: str) -> tuple[str, ...]:
+    """The --shape values of operation ``name`` besides its own (``("legacy",)`` for messages)."""
+    return tuple(op.shape for op in OPERATIONS if op.name == name and op.shape is not None)
 
 
 def names(api: str | None = None) -> tuple[str, ...]:
@@ -321,17 +429,19 @@ def names(api: str | None = None) -> tuple[str, ...]:
 
 def apis_of(name: str) -> tuple[ApiName, ...]:
     """The APIs that have an operation ``name``, the default API first."""
-    found = [op.api for op in OPERATIONS if op.name == name]
+    found = [op.api for op in OPERATIONS if op.name == name and op.shape is None]
     return tuple(sorted(found, key=lambda api: api != DEFAULT_API))
 
 
 def default_operation(api: str) -> Operation:
-    return next(op for op in OPERATIONS if op.api == api and op.default)
+    return next(op for op in OPERATIONS if op.api == api and op.default and op.shape is None)
 
 
 def accepting(dest: str, api: str) -> tuple[str, ...]:
     """The names of ``api``'s operations that accept the filter ``dest``."""
-    return tuple(op.name for op in OPERATIONS if op.api == api and dest in op.filters)
+    return tuple(
+        op.name for op in OPERATIONS if op.api == api and dest in op.filters and op.shape is None
+    )
 
 
 def csv_columns(api: str, operation: str) -> tuple[str, ...]:
@@ -346,6 +456,9 @@ def csv_columns(api: str, operation: str) -> tuple[str, ...]:
 CSV_COLUMNS: Mapping[str, tuple[str, ...]] = {
     op.name: op.csv_columns for op in OPERATIONS if op.api == "legacy"
 }
+# Graph's own records (the legacy-shaped operations over Graph have the legacy columns above).
 GRAPH_CSV_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    op.name: op.csv_columns for op in OPERATIONS if op.api == "graph"
+    op.name: op.csv_columns
+    for op in OPERATIONS
+    if op.api == "graph" and op.shape is None and op.tenant_key is None
 }

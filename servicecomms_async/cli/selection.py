@@ -65,6 +65,15 @@ def resolve_api(
     args.api = api
     if getattr(args, "base_url", None) is None and hasattr(args, "base_url") and use_environment:
         args.base_url = environ.get(APIS[api].base_url_env) or None
+    shape: str | None = getattr(args, "shape", None)
+    if shape is not None and op is not None:
+        shaped = registry.find(api, op.name, shape)
+        if shaped is None:
+            raise UsageError(
+                f"--shape {shape}: {op.name} with --api {api} has only its own records"
+                + (" (legacy-shaped: messages --api graph)" if shape == "legacy" else "")
+            )
+        op = shaped
     return op
 
 
@@ -78,6 +87,12 @@ def bind(args: argparse.Namespace, op: Operation) -> Callable[[Any], Any]:
         if value is None or dest == "select" or dest in op.filters:
             continue
         flag = spec.flag_for(value)
+        shaped = registry.find(op.api, op.name, "legacy") if op.shape is None else None
+        if shaped is not None and shaped is not op and dest in shaped.filters:
+            raise UsageError(
+                f"{flag} is a legacy API filter: with --api {op.api} it needs --shape legacy "
+                f"({op.name} --shape legacy), or use --api legacy"
+            )
         here = registry.accepting(dest, op.api)
         if here:
             raise UsageError(f"{flag} applies to {_and(here)} only, not {op.name}")

@@ -17,7 +17,7 @@ from ..output.console import Printer
 from ..output.progress import ProgressBar
 from ..output.records import Destination, RecordWriter, dumps, to_record
 from ..output.summary import ScanSummary
-from ..registry import APIS, Operation
+from ..registry import Operation
 from ..selection import bind
 from ..tenants import read_tenants
 
@@ -95,7 +95,7 @@ async def run_scan(
     goes on to end the run.
     """
     call = bind(args, op)
-    key = APIS[op.api].tenant_key
+    key = op.record_tenant_key
     output = Destination(args.output, stdout)
     failures_path: str | None = getattr(args, "failures", None)
     failures_out = Destination(failures_path, stdout, flag="--failures") if failures_path else None

@@ -10,7 +10,7 @@ from typing import TextIO
 from ..auth import make_auth, make_session
 from ..output.console import Printer, print_records
 from ..output.records import Destination, RecordWriter, to_record
-from ..registry import APIS, Operation
+from ..registry import Operation
 from ..selection import bind
 
 
@@ -23,7 +23,7 @@ async def run(
 ) -> int:
     call = bind(args, op)
     tenant: str = args.tenant
-    key = APIS[op.api].tenant_key
+    key = op.record_tenant_key
     output = Destination(args.output, stdout)
     auth = make_auth(args, environ, stderr)
     try:
