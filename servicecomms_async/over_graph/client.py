@@ -13,13 +13,13 @@ the issues and the Message Center posts as Graph pages them. Nothing is cached b
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from datetime import date, datetime, timezone
 from typing import Any, Protocol, TypeVar
 
 import attrs
+from yarl import URL
 
 from .. import _constants
 from .._config import Timeout
@@ -27,11 +27,11 @@ from .._engine import Select
 from .._modeling import wire_names
 from .._odata import Filter, build_select
 from .._validate import validate_enum, validate_max_items, validate_page_size, validate_text
-from .._wire import structure_items
+from .._wire import WireConverter, structure_items
 from ..graph.client import GraphClient
 from ..graph.models import ServiceHealth, ServiceHealthIssue
 from ..legacy.models import Message, MessageType, Service, WorkloadStatus
-from ..paging import AsyncPager, Page
+from ..paging import AsyncPager, Page, PageQuery
 from ..retry import RetryPolicy
 from .mapping import (
     DailyRecord,
@@ -128,20 +128,21 @@ class _DerivedPager(AsyncPager[T]):
         model: type[T],
         source: Callable[[], AsyncGenerator[Page[T], None]],
         first_url: str,
+        converter: WireConverter,
     ) -> None:
-        self._model = model
+        super().__init__(
+            fetch=_never, query=PageQuery(endpoint=URL(first_url)), model=model, converter=converter
+        )
         self._source = source
-        self._first_url = first_url
-        self._open: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
-
-    @property
-    def first_url(self) -> str:
-        return self._first_url
 
     async def _pages(self) -> AsyncGenerator[Page[T], None]:
         async with aclosing(self._source()) as pages:
             async for page in pages:
                 yield page
+
+
+async def _never(url: URL) -> Any:
+    raise AssertionError("a derived pager sends no request of its own")  # pragma: no cover
 
 
 def _trimmer(select: Select, model: type[T]) -> tuple[frozenset[str] | None, Callable[[T], T]]:
@@ -180,6 +181,11 @@ class LegacyOverGraphClient:
     def tenant_id(self) -> str:
         return self.graph.tenant_id
 
+    @property
+    def _converter(self) -> WireConverter:
+        # The session's converter: strict or lenient as the session was made.
+        return self.graph._engine.converter
+
     def __repr__(self) -> str:
         return f"LegacyOverGraphClient({self.tenant_id!r})"
 
@@ -214,7 +220,7 @@ class LegacyOverGraphClient:
             rows = [trim(s) for s in services_rows(items, issues)]
             yield Page(rows, first.url, None, first.request_id, 1, now)
 
-        return _DerivedPager(Service, pages, overviews.first_url)
+        return _DerivedPager(Service, pages, overviews.first_url, self._converter)
 
     def current_status(
         self,
@@ -240,7 +246,7 @@ class LegacyOverGraphClient:
             rows = [trim(r) for r in current_status_rows(items, issues, now)]
             yield Page(rows, first.url, None, first.request_id, 1, now)
 
-        return _DerivedPager(WorkloadStatus, pages, overviews.first_url)
+        return _DerivedPager(WorkloadStatus, pages, overviews.first_url, self._converter)
 
     def historical_status(
         self,
@@ -282,7 +288,7 @@ class LegacyOverGraphClient:
             rows = historical_rows(items, issues, days, now, records)
             yield Page([trim(r) for r in rows], first.url, None, first.request_id, 1, now)
 
-        return _DerivedPager(WorkloadStatus, pages, overviews.first_url)
+        return _DerivedPager(WorkloadStatus, pages, overviews.first_url, self._converter)
 
     def messages(
         self,
@@ -343,7 +349,7 @@ class LegacyOverGraphClient:
             or bool(wanted & {"Workload", "AffectedWorkloadNames"})
         )
         overviews = self._overviews(retry, timeout, fields=("id", "service"))
-        converter = self.graph._engine.converter
+        converter = self._converter
         issues_url = str(self.graph._root / "issues")
 
         def graph_select(sources: dict[str, tuple[str, ...]]) -> dict[str, str]:
@@ -408,7 +414,7 @@ class LegacyOverGraphClient:
             if number == 0:  # PlannedMaintenance: nothing to ask Graph for
                 yield Page([], overviews.first_url, None, None, 1, None)
 
-        return _DerivedPager(Message, pages, overviews.first_url)
+        return _DerivedPager(Message, pages, overviews.first_url, self._converter)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
