@@ -79,16 +79,22 @@ class PageQuery:
     params: dict[str, str] = attrs.field(factory=dict)
     page_size: int | None = None  # None: the operation does not page with $top/$skip
     asked_page_size: int | None = None  # the most items a page may hold, however it was asked for
+    # The first page's URL as text, encoded once; the next $skip pages append "&$skip=N" to it.
+    _first: str = attrs.field(init=False, repr=False, eq=False)
 
-    def url(self, skip: int) -> URL:
+    def __attrs_post_init__(self) -> None:
         params: dict[str, str | int] = dict(self.params)
         if self.page_size is not None:
             params["$top"] = self.page_size
-            if skip:
-                params["$skip"] = skip
-        if not params:
+        first = f"{self.endpoint}?{encode_query(params)}" if params else str(self.endpoint)
+        object.__setattr__(self, "_first", first)
+
+    def url(self, skip: int) -> URL:
+        if skip and self.page_size is not None:
+            return URL(f"{self._first}&$skip={int(skip)}", encoded=True)
+        if not self.params and self.page_size is None:
             return self.endpoint
-        return URL(f"{self.endpoint}?{encode_query(params)}", encoded=True)
+        return URL(self._first, encoded=True)
 
 
 @attrs.frozen(kw_only=True)
@@ -146,7 +152,9 @@ class AsyncPager(Generic[T]):
         self._max_items = max_items
         self._max_pages = max_pages
         self._max_items_per_page = max_items_per_page
-        self._open: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
+        # Weak references to the iterations this pager started, for aclose(): a list, since a
+        # WeakSet per pager cost more than the rest of making one.
+        self._open: list[weakref.ref[AsyncGenerator[Any, None]]] = []
 
     @property
     def first_url(self) -> str:
@@ -171,14 +179,36 @@ class AsyncPager(Generic[T]):
 
     def pages(self) -> AsyncGenerator[Page[T], None]:
         """Stream the pages; close it (``aclose()`` or leaving ``async for``) to stop early."""
-        generator = self._pages()
-        self._open.add(generator)
-        return generator
+        return self._remember(self._pages())
 
     def __aiter__(self) -> AsyncIterator[T]:
-        generator = self._items()
-        self._open.add(generator)
+        return self._remember(self._items())
+
+    def _remember(self, generator: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        opened: Any = self._open
+        if isinstance(opened, list):
+            if len(opened) >= 8:  # iterated again and again: forget the finished ones
+                opened[:] = [ref for ref in opened if ref() is not None]
+            opened.append(weakref.ref(generator))
+        else:  # a subclass that keeps its own WeakSet
+            opened.add(generator)
         return generator
+
+    def _batches(self) -> AsyncGenerator[tuple[list[T], bool], None]:
+        """``(items, last)`` per page, ``last`` being True when no page follows (for the scan,
+        which sends a tenant's final result with its last page). Not remembered by the pager:
+        whoever asks for it closes it."""
+        if type(self)._pages is AsyncPager._pages:
+            return self._stream()
+        return self._batches_of(self._pages())
+
+    @staticmethod
+    async def _batches_of(
+        pages: AsyncGenerator[Page[T], None],
+    ) -> AsyncGenerator[tuple[list[T], bool], None]:
+        async with aclosing(pages):
+            async for page in pages:
+                yield page.items, False
 
     async def collect(self) -> list[T]:
         """All items in a list (mind memory on long streams; prefer ``async for``)."""
@@ -186,17 +216,36 @@ class AsyncPager(Generic[T]):
 
     async def aclose(self) -> None:
         """Stop every iteration this pager started; safe to call more than once."""
-        open_generators, self._open = list(self._open), weakref.WeakSet()
-        for generator in open_generators:
-            await generator.aclose()
+        opened: Any = self._open
+        if isinstance(opened, list):
+            self._open = []
+            generators = [ref() for ref in opened]
+        else:
+            self._open = type(opened)()
+            generators = list(opened)
+        for generator in generators:
+            if generator is not None:
+                await generator.aclose()
 
     async def _items(self) -> AsyncGenerator[T, None]:
+        if type(self)._pages is AsyncPager._pages:
+            async with aclosing(self._stream()) as stream:
+                async for items, _ in stream:
+                    for item in items:
+                        yield item
+            return
         async with aclosing(self._pages()) as pages:
             async for page in pages:
                 for item in page.items:
                     yield item
 
     async def _pages(self) -> AsyncGenerator[Page[T], None]:
+        async with aclosing(self._stream(pages=True)) as stream:
+            async for page, _ in stream:
+                yield page
+
+    async def _stream(self, *, pages: bool = False) -> AsyncGenerator[tuple[Any, bool], None]:
+        """The paging loop: ``(Page, last)`` per page with ``pages``, else ``(items, last)``."""
         query = self._query
         url = query.url(0)
         skip = 0
@@ -230,10 +279,21 @@ class AsyncPager(Generic[T]):
                 raise failure.with_traceback(None)
             if self._max_items is not None and yielded + len(items) >= self._max_items:
                 items = items[: self._max_items - yielded]
-                yield Page(items, page_url, next_link, request_id, number, date)
+                yield (
+                    (
+                        Page(items, page_url, next_link, request_id, number, date)
+                        if pages
+                        else items
+                    ),
+                    True,
+                )
                 return
             yielded += len(items)
-            yield Page(items, page_url, next_link, request_id, number, date)
+            last = next_link is None and (query.page_size is None or count < query.page_size)
+            yield (
+                (Page(items, page_url, next_link, request_id, number, date) if pages else items),
+                last,
+            )
             del items
             if next_link is not None:
                 url = self._follow(url, next_link)

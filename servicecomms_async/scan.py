@@ -52,20 +52,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, AsyncExitStack
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _constants
 from ._validate import validate_int, validate_seconds, validate_tenant_id
 from .auth import cancellation_is_ours
 from .errors import RequestTimeoutError, ServiceCommsError
+from .paging import AsyncPager
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -259,10 +261,10 @@ class Scan(Generic[T]):
         self._on_progress_failed = False
         self._reserve_connections = reserve_connections
         self.progress = ScanProgress(tenants_total=len(self._plan))
-        self._limiter = anyio.CapacityLimiter(concurrency)
         self._exit_stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[ScanResult[T]] | None = None
+        self._results: _Results[ScanResult[T]] | None = None
+        self._receive: _Results[ScanResult[T]] | None = None
         self._entered = False
         # Programming errors from the first tenants, held back until it is clear whether the
         # operation itself is broken (None once a tenant has shown that it is not).
@@ -287,17 +289,24 @@ class Scan(Generic[T]):
         if self._entered:
             raise RuntimeError("a Scan can be entered only once; call session.scan(...) again")
         self._entered = True
-        send, receive = anyio.create_memory_object_stream[ScanResult[T]](self._buffer_size)
+        results = self._results = _Results(self._buffer_size)
         async with AsyncExitStack() as stack:
             if self._reserve_connections is not None:
                 # Entered first, so left last: the connections are held until every worker is done.
                 stack.enter_context(self._reserve_connections(self.concurrency))
-            stack.push_async_callback(receive.aclose)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._task_group = task_group
             self.progress.started_at = time.monotonic()
-            task_group.start_soon(self._feed, task_group, send)
-            self._receive = receive
+            # A fixed pool of workers, started once, each taking the next planned tenant until none
+            # is left: no task, limiter slot or stream clone per tenant.
+            pending = iter(self._plan)
+            workers = min(self.concurrency, len(self._plan))
+            results.producers = workers
+            for _ in range(workers):
+                task_group.start_soon(self._work, pending, results)
+            if not workers:
+                results.close_one()
+            self._receive = results
             self._exit_stack = stack.pop_all()
         return self
 
@@ -314,6 +323,9 @@ class Scan(Generic[T]):
         # to deliver to: stop the workers before waiting for the task group.
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
+        if self._results is not None:
+            self._results.clear()  # nothing is delivered after the block
+            self._results.close()
         try:
             suppressed = await stack.__aexit__(exc_type, exc, tb)
         except BaseException as raised:
@@ -334,109 +346,102 @@ class Scan(Generic[T]):
         return self
 
     async def __anext__(self) -> ScanResult[T]:
-        receive = self._receive
-        if receive is None:
+        results = self._receive
+        if results is None:
             raise RuntimeError("enter the scan first: async with session.scan(...) as results")
+        if results.index < len(results.current):
+            # The rest of a page is taken without a trip through the event loop.
+            return results.take()
         try:
-            # receive() makes every item cost a trip through the event loop; take what is already
-            # buffered directly, and wait only when the buffer is empty.
-            return receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self._broken is not None:
-                raise self._broken from None
-            raise StopAsyncIteration from None
-        try:
-            return await receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return await results.receive()
+        except anyio.EndOfStream:
             if self._broken is not None:
                 raise self._broken from None
             raise StopAsyncIteration from None
 
     # -- work ---------------------------------------------------------------------------------------
 
-    async def _feed(
-        self, task_group: TaskGroup, send: MemoryObjectSendStream[ScanResult[T]]
-    ) -> None:
-        """Start one worker per tenant, never more than ``concurrency`` at a time.
-
-        The feeder takes a limiter slot before it starts a worker (the worker gives it back), so a
-        scan of 100,000 tenants has at most ``concurrency`` tasks, not 100,000 waiting ones.
-        """
-        async with send:
-            for planned in self._plan:
+    async def _work(self, pending: Iterator[_Planned], results: _Results[ScanResult[T]]) -> None:
+        """One worker: the next planned tenant, until there is none (the iterator is shared)."""
+        try:
+            for planned in pending:
                 if planned.invalid is not None:
-                    await self._finish(send, TenantFailed(planned.tenant_id, planned.invalid))
-                    continue
-                borrower = object()
-                await self._limiter.acquire_on_behalf_of(borrower)
-                task_group.start_soon(
-                    self._run_tenant,
-                    planned.tenant_id,
-                    send.clone(),
-                    borrower,
-                    name=planned.tenant_id,
-                )
-        # The stream ends when the feeder's and every worker's send side are closed.
+                    await self._finish(results, TenantFailed(planned.tenant_id, planned.invalid))
+                else:
+                    await self._run_tenant(planned.tenant_id, results)
+        finally:
+            results.close_one()  # the stream ends when every worker has ended
 
-    async def _run_tenant(
-        self, tenant: str, send: MemoryObjectSendStream[ScanResult[T]], borrower: object
-    ) -> None:
+    async def _run_tenant(self, tenant: str, results: _Results[ScanResult[T]]) -> None:
         progress = self.progress
         started = time.monotonic()
         count = 0
         progress.active[tenant] = 0
         try:
-            async with send:
-                budget = self.tenant_timeout
-                outcome: TenantDone | TenantFailed
-                iterator: AsyncIterator[T] | None = None
-                try:
-                    iterator = aiter(self._operation(self._client_for(tenant)))
-                    while True:
-                        step_started = time.monotonic()
-                        try:
-                            item = await self._next_item(iterator, budget, tenant)
-                        except StopAsyncIteration:
-                            break
-                        if budget is not None:
-                            budget -= time.monotonic() - step_started
-                        if count == 0 and self._suspects is not None:
-                            await self._release_suspects(send)
-                        await _send(send, ScanItem(tenant, item))
-                        count += 1
-                        progress.items += 1
-                        progress.active[tenant] = count
-                except Exception as exc:
-                    outcome = TenantFailed(tenant, exc, count, time.monotonic() - started)
-                except anyio.get_cancelled_exc_class() as exc:
-                    if cancellation_is_ours():
-                        raise
-                    # Nothing cancelled the scan: the operation let a CancelledError escape. Had it
-                    # propagated, the scan would have ended silently without this tenant's result.
-                    error = RuntimeError(
-                        f"tenant {tenant}: the operation raised {type(exc).__name__} although the "
-                        "scan was not cancelled"
-                    )
-                    error.__cause__ = exc
-                    outcome = TenantFailed(tenant, error, count, time.monotonic() - started)
-                else:
-                    outcome = TenantDone(tenant, count, time.monotonic() - started)
-                finally:
-                    if iterator is not None:
-                        await _close(iterator)
-                if self._suspects is not None:
-                    if self._is_suspect(outcome, called=iterator is not None):
-                        assert isinstance(outcome, TenantFailed)
-                        self._hold(outcome)
-                        return
-                    await self._release_suspects(send)
-                _log_unexpected(outcome)
-                await self._finish(send, outcome)
+            budget = self.tenant_timeout
+            outcome: TenantDone | TenantFailed
+            iterator: AsyncIterator[Any] | None = None
+            batch: list[ScanResult[T]] | None = None
+            try:
+                source: Any = self._operation(self._client_for(tenant))
+                # A pager is read a page at a time: one put per page, the tenant's final result
+                # riding with its last page. Anything else is read an item at a time.
+                by_page = isinstance(source, AsyncPager)
+                iterator = source._batches() if by_page else aiter(source)
+                while True:
+                    step_started = time.monotonic()
+                    try:
+                        step: Any = await self._next_item(iterator, budget, tenant)
+                    except StopAsyncIteration:
+                        break
+                    if budget is not None:
+                        budget -= time.monotonic() - step_started
+                    last = False
+                    if by_page:
+                        page_items, last = step
+                        batch = [ScanItem(tenant, item) for item in page_items]
+                    else:
+                        batch = [ScanItem(tenant, step)]
+                    if not batch:
+                        batch = None
+                        continue
+                    if count == 0 and self._suspects is not None:
+                        await self._release_suspects(results)
+                    count += len(batch)
+                    if last:
+                        break  # the final result goes with this page
+                    await results.put(batch)
+                    progress.items += len(batch)
+                    batch = None
+                    progress.active[tenant] = count
+            except Exception as exc:
+                outcome = TenantFailed(tenant, exc, count, time.monotonic() - started)
+            except anyio.get_cancelled_exc_class() as exc:
+                if cancellation_is_ours():
+                    raise
+                # Nothing cancelled the scan: the operation let a CancelledError escape. Had it
+                # propagated, the scan would have ended silently without this tenant's result.
+                error = RuntimeError(
+                    f"tenant {tenant}: the operation raised {type(exc).__name__} although the "
+                    "scan was not cancelled"
+                )
+                error.__cause__ = exc
+                outcome = TenantFailed(tenant, error, count, time.monotonic() - started)
+            else:
+                outcome = TenantDone(tenant, count, time.monotonic() - started)
+            finally:
+                if iterator is not None:
+                    await _close(iterator)
+            if self._suspects is not None:
+                if self._is_suspect(outcome, called=iterator is not None):
+                    assert isinstance(outcome, TenantFailed)
+                    self._hold(outcome)
+                    return
+                await self._release_suspects(results)
+            _log_unexpected(outcome)
+            await self._finish(results, outcome, batch)
         finally:
             progress.active.pop(tenant, None)
-            self._limiter.release_on_behalf_of(borrower)
 
     def _is_suspect(self, outcome: TenantDone | TenantFailed, *, called: bool) -> bool:
         """A failure before any item with the same programming error as the ones held (a ValueError
@@ -467,14 +472,16 @@ class Scan(Generic[T]):
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
 
-    async def _release_suspects(self, send: MemoryObjectSendStream[ScanResult[T]]) -> None:
+    async def _release_suspects(self, results: _Results[ScanResult[T]]) -> None:
         """The operation works for some tenant: the failures held back are ordinary results."""
         held, self._suspects = self._suspects, None
         for outcome in held or ():
             _log_unexpected(outcome)
-            await self._finish(send, outcome)
+            await self._finish(results, outcome)
 
-    async def _next_item(self, iterator: AsyncIterator[T], budget: float | None, tenant: str) -> T:
+    async def _next_item(
+        self, iterator: AsyncIterator[Any], budget: float | None, tenant: str
+    ) -> Any:
         """The tenant's next item, within what is left of its ``tenant_timeout`` budget."""
         if budget is None:
             return await anext(iterator)
@@ -488,10 +495,19 @@ class Scan(Generic[T]):
         )
 
     async def _finish(
-        self, send: MemoryObjectSendStream[ScanResult[T]], outcome: TenantDone | TenantFailed
+        self,
+        results: _Results[ScanResult[T]],
+        outcome: TenantDone | TenantFailed,
+        last_items: list[ScanResult[T]] | None = None,
     ) -> None:
-        await _send(send, outcome)
+        """Deliver a tenant's final result (after ``last_items``, its last page, in one put)."""
         progress = self.progress
+        if last_items:
+            last_items.append(outcome)
+            await results.put(last_items)
+            progress.items += len(last_items) - 1
+        else:
+            await results.put([outcome])
         if isinstance(outcome, TenantDone):
             progress.tenants_succeeded += 1
         else:
@@ -535,11 +551,104 @@ async def _close(iterator: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-async def _send(send: MemoryObjectSendStream[ScanResult[T]], result: ScanResult[T]) -> None:
-    """Put ``result`` in the stream, waiting only when the buffer is full (that wait is the
-    backpressure). send() would also yield to the event loop for every item, which about doubled the
-    scan's CPU time per item; the pager already yields at every page."""
-    try:
-        send.send_nowait(result)
-    except anyio.WouldBlock:
-        await send.send(result)
+R = TypeVar("R")
+
+
+class _Results(Generic[R]):
+    """The scan's bounded channel between its workers and the consumer.
+
+    A worker puts a page of results at once (one operation per page, not per item); the consumer
+    takes them one at a time, and passes through the event loop only between pages (where a
+    cancellation reaches it) or when nothing is waiting. At most ``capacity`` results wait: a put
+    takes what fits and waits for room for the rest (with 0, it hands one result to a consumer
+    already waiting). So a slow consumer slows the workers down instead of growing memory, exactly
+    as a memory stream of ``capacity`` slots would.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.batches: deque[list[R]] = deque()
+        self.waiting = 0  # results in ``batches`` and not yet taken from ``current``
+        self.current: list[R] = []  # the batch the consumer is reading ...
+        self.index = 0  # ... and how far
+        self.senders: deque[anyio.Event] = deque()  # workers waiting for room
+        self.receiver: anyio.Event | None = None  # the consumer, waiting for a result
+        self.producers = 0  # workers still running; the stream ends when none is left
+        self.closed = False
+
+    def room(self) -> int:
+        room = self.capacity - self.waiting
+        if room <= 0 and self.receiver is not None and not self.waiting:
+            return 1  # no slots: a consumer waiting right now takes one at once
+        return room
+
+    async def put(self, batch: list[R]) -> None:
+        start, size = 0, len(batch)
+        while True:
+            room = self.room()
+            if room > 0:
+                end = start + room
+                chunk = batch if start == 0 and end >= size else batch[start:end]
+                self.batches.append(chunk)
+                self.waiting += len(chunk)
+                start = end
+                receiver = self.receiver
+                if receiver is not None:
+                    self.receiver = None
+                    receiver.set()
+                if start >= size:
+                    return
+            event = anyio.Event()
+            self.senders.append(event)
+            try:
+                await event.wait()
+            finally:
+                if not event.is_set():
+                    self.senders.remove(event)
+
+    def take(self) -> R:
+        """The next result of the current batch (the caller checked there is one)."""
+        index = self.index
+        self.index = index + 1
+        self.waiting -= 1
+        if self.senders:
+            self.wake_senders()
+        return self.current[index]
+
+    def wake_senders(self) -> None:
+        """Let one waiting worker go on, when there is room for it."""
+        if self.senders and self.room() > 0:
+            self.senders.popleft().set()
+
+    async def receive(self) -> R:
+        """The next result once the current batch is read: a pass through the event loop first."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        batches = self.batches
+        while not batches:
+            if self.closed:
+                raise anyio.EndOfStream
+            event = self.receiver = anyio.Event()
+            self.wake_senders()
+            try:
+                await event.wait()
+            finally:
+                if self.receiver is event:
+                    self.receiver = None
+        self.current, self.index = batches.popleft(), 0
+        return self.take()
+
+    def close_one(self) -> None:
+        """A worker ended (or, with no workers, the scan started with nothing to do)."""
+        self.producers -= 1
+        if self.producers <= 0:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.set()
+
+    def clear(self) -> None:
+        self.batches.clear()
+        self.current, self.index, self.waiting = [], 0, 0
