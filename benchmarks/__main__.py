@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import fanout, graph, memory, parsing, report, scaling, startup, streaming
 from .measure import Outcome
-from .server import Servers
+from .server import Servers, pin_client, unpin_client
 from .sizes import FULL, QUICK, TINY, Sizes
 
 # Scan-based benchmarks last: they depend on the newest part of the library.
@@ -88,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "writes elsewhere (give another --output, or none to print only)"
         )
     started_at, load_before, clock = report.now(), report.load_average(), time.monotonic()
-    outcomes = asyncio.run(run_benchmarks(sizes, names))
+    cpus = report.affinity()
+    placement = pin_client()
+    try:
+        outcomes = asyncio.run(run_benchmarks(sizes, names))
+    finally:
+        unpin_client(cpus)
     text = report.render(
         outcomes,
         sizes=sizes,
@@ -97,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_before=load_before,
         load_after=report.load_average(),
         seconds=time.monotonic() - clock,
+        placement=placement,
     )
     if output is not None:
         output.write_text(text, encoding="utf-8")

@@ -31,6 +31,19 @@ async def stream_graph_messages(
     return Timed(clock() - started, len(ids), {"ids": ids})
 
 
+async def stream_graph_issues(
+    graph_base_url: str, token: str, tenant: str, *, page_size: int
+) -> Timed:
+    """``async for issue in session.graph(tenant).issues(page_size=...)``: every Graph service
+    health issue as a :class:`ServiceHealthIssue`; keeps the ids."""
+    started = clock()
+    ids: list[str | None] = []
+    async with ServiceCommsSession(token=token, api="graph", base_url=graph_base_url) as session:
+        async for issue in session.graph(tenant).issues(page_size=page_size):
+            ids.append(issue.id)
+    return Timed(clock() - started, len(ids), {"ids": ids})
+
+
 async def scan_current_status(
     base_url: str,
     tenants: list[str],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,11 +38,111 @@ class Outcome:
 
 @attrs.frozen
 class Timed:
-    """One run: wall seconds, how many items it produced, and anything else it observed."""
+    """One run: wall seconds, how many items it produced, and anything else it observed; with
+    :func:`paired`, also the client's CPU seconds (``time.process_time``: this process, which runs
+    no server) and the server process's CPU seconds over the same run."""
 
     seconds: float
     items: int
     info: Mapping[str, Any] = attrs.field(factory=dict)
+    cpu: float = float("nan")
+    server_cpu: float = float("nan")
+
+
+class HasCpu:
+    """Anything with ``cpu_seconds()``: a server process whose CPU time a run reads."""
+
+    def cpu_seconds(self) -> float:  # pragma: no cover - a protocol
+        raise NotImplementedError
+
+
+async def measured(run: Callable[[], Awaitable[Timed]], server: Any = None) -> Timed:
+    """``run()`` with the client's CPU time and (when ``server`` has ``cpu_seconds()``) the
+    server's; garbage from the previous run is collected first, so neither side pays for the other's."""
+    gc.collect()
+    server_before = server.cpu_seconds() if server is not None else float("nan")
+    cpu_before = time.process_time()
+    result = await run()
+    cpu = time.process_time() - cpu_before
+    server_cpu = server.cpu_seconds() - server_before if server is not None else float("nan")
+    return attrs.evolve(result, cpu=cpu, server_cpu=server_cpu)
+
+
+@attrs.frozen
+class Pairs:
+    """Library and floor runs made in alternated pairs, and the per-pair ratios' medians and spread."""
+
+    library: list[Timed]
+    floor: list[Timed]
+
+    def wall_ratios(self) -> list[float]:
+        return [
+            lib.seconds / flo.seconds for lib, flo in zip(self.library, self.floor, strict=True)
+        ]
+
+    def cpu_ratios(self) -> list[float]:
+        return [lib.cpu / flo.cpu for lib, flo in zip(self.library, self.floor, strict=True)]
+
+    @property
+    def wall_ratio(self) -> float:
+        return statistics.median(self.wall_ratios())
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(self.cpu_ratios())
+
+    def median(self, side: str, what: str, per: str | None = "items") -> float:
+        """The median over one side's runs of ``what`` (seconds, cpu, server_cpu), per item or not."""
+        runs = self.library if side == "library" else self.floor
+        values = [
+            getattr(run, what) / (getattr(run, per) if per else 1) for run in runs if run.items
+        ]
+        return statistics.median(values) if values else float("nan")
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "pairs": len(self.library),
+            "wall_ratios": self.wall_ratios(),
+            "cpu_ratios": self.cpu_ratios(),
+            "wall_ratio_median": self.wall_ratio,
+            "cpu_ratio_median": self.cpu_ratio,
+            "library_seconds": [run.seconds for run in self.library],
+            "floor_seconds": [run.seconds for run in self.floor],
+            "library_cpu": [run.cpu for run in self.library],
+            "floor_cpu": [run.cpu for run in self.floor],
+            "library_server_cpu": [run.server_cpu for run in self.library],
+            "floor_server_cpu": [run.server_cpu for run in self.floor],
+        }
+
+
+def spread(ratios: Sequence[float]) -> str:
+    """``min-max`` of per-pair ratios."""
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+
+async def paired(
+    pairs: int,
+    library: Callable[[], Awaitable[Timed]],
+    floor: Callable[[], Awaitable[Timed]],
+    *,
+    server: Any = None,
+    warm_up: bool = True,
+) -> Pairs:
+    """``pairs`` library/floor pairs, alternating which side goes first; every run timed by
+    :func:`measured` (wall, client CPU, server CPU). One untimed run of each first when ``warm_up``."""
+    if warm_up:
+        await floor()
+        await library()
+    libs: list[Timed] = []
+    floors: list[Timed] = []
+    for number in range(pairs):
+        if number % 2 == 0:
+            floors.append(await measured(floor, server))
+            libs.append(await measured(library, server))
+        else:
+            libs.append(await measured(library, server))
+            floors.append(await measured(floor, server))
+    return Pairs(libs, floors)
 
 
 async def best_of_alternating(

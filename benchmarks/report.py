@@ -37,6 +37,13 @@ def python_build() -> str:
     return "optimized build (PGO/LTO)" if optimized else "built without PGO/LTO (slower calls)"
 
 
+def affinity() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return set()
+
+
 def load_average() -> str:
     try:
         return " / ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -70,6 +77,7 @@ def render(
     load_before: str,
     load_after: str,
     seconds: float,
+    placement: str = "not pinned",
 ) -> str:
     rows = [row for outcome in outcomes for row in outcome.rows]
     notes = [f"- {row.benchmark}: {row.notes}" for row in rows if row.notes]
@@ -84,10 +92,14 @@ def render(
         f"- Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()} "
         f"({platform.python_implementation()}, {python_build()}); {_versions()}",
         f"- Load average (1/5/15 min) before: {load_before}; after: {load_after}",
+        f"- Placement: {placement}.",
         f"- {NOISE}",
         "- The floor is raw aiohttp + `orjson.loads` fetching the same pages from the same server and "
-        "doing nothing else. The server is `python -m servicecomms_async.emulator` in its own process. "
-        "A ratio above 1 means the library is slower by that factor.",
+        "doing nothing else. The servers are `python -m servicecomms_async.emulator` and, where a "
+        "row says so, the replay server `python -m benchmarks.replay` (pre-rendered pages), each in "
+        "its own process. Client-cost rows are medians of alternated library/floor pairs, with the "
+        "spread (min-max) of the per-pair ratios; client CPU is `time.process_time` of the benchmark "
+        "process, which runs no server. A ratio above 1 means the library is slower by that factor.",
         "",
         table(rows),
         "",

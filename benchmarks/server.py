@@ -7,6 +7,7 @@ only) when closed. :class:`Servers` keeps one process per distinct configuration
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -60,6 +61,57 @@ def tenant_ids(count: int) -> list[str]:
     ]
 
 
+# Where each process runs: with two or more CPUs the benchmark (the client) is pinned to the first
+# and every server process to the last, so that the client never shares its core with the server it
+# measures and placement does not move between runs (see :func:`pin_client`).
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return []
+
+
+CLIENT_CPU: int | None = None
+SERVER_CPU: int | None = None
+
+
+def pin_client() -> str:
+    """Pin this process (the client) to one CPU and choose another for servers; say where."""
+    global CLIENT_CPU, SERVER_CPU
+    cpus = _cpus()
+    if len(cpus) < 2:
+        return "not pinned (one CPU)"
+    CLIENT_CPU, SERVER_CPU = cpus[0], cpus[-1]
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    return f"client (this process) pinned to CPU {CLIENT_CPU}, every server process to CPU {SERVER_CPU}"
+
+
+def unpin_client(cpus: set[int]) -> None:
+    global CLIENT_CPU, SERVER_CPU
+    CLIENT_CPU = SERVER_CPU = None
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def pin_server(pid: int) -> None:
+    if SERVER_CPU is not None:
+        with contextlib.suppress(OSError):  # the process already exited
+            os.sched_setaffinity(pid, {SERVER_CPU})
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; 0.0 where unavailable)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
 def python_env() -> dict[str, str]:
     """The environment for child processes: this interpreter's, with the repository importable."""
     env = dict(os.environ)
@@ -77,6 +129,14 @@ class EmulatorProcess:
         self._process: subprocess.Popen[str] | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) this server process has used so far."""
+        return process_cpu_seconds(self.pid)
+
     def start(self) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "servicecomms_async.emulator", *self.config.argv()],
@@ -87,6 +147,7 @@ class EmulatorProcess:
             stderr=self._stderr,
             text=True,
         )
+        pin_server(self._process.pid)
         try:
             self.base_url = self._read_base_url()
             self.graph_base_url = self._read_graph_base_url()
@@ -170,11 +231,87 @@ class EmulatorProcess:
         self.stop()
 
 
+class ReplayProcess:
+    """``python -m benchmarks.replay`` in front of one emulator: pre-rendered pages, about 1 µs per
+    item to serve (see :mod:`.replay`). Its URLs are the emulator's with the replay's origin."""
+
+    def __init__(self, emulator: EmulatorProcess, latency: float) -> None:
+        self.emulator = emulator
+        self.latency = latency
+        self.origin = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._rebase(self.emulator.base_url)
+
+    @property
+    def graph_base_url(self) -> str:
+        return self._rebase(self.emulator.graph_base_url)
+
+    def _rebase(self, url: str) -> str:
+        path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else ""
+        return self.origin + path
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self._process.pid if self._process is not None else None)
+
+    def start(self) -> None:
+        upstream = "/".join(self.emulator.base_url.split("/")[:3])
+        self._process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "benchmarks.replay"),
+                *("--upstream", upstream, "--latency", repr(self.latency)),
+            ],
+            cwd=REPO_ROOT,
+            env=python_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        pin_server(self._process.pid)
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if "replay listening on " not in line:
+            self.stop()
+            raise RuntimeError(f"the replay server did not start: {line!r}")
+        self.origin = line.split("replay listening on ", 1)[1].strip()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
 class Servers:
-    """One emulator process per configuration, started on first use, all stopped on exit."""
+    """One emulator process per configuration, started on first use, all stopped on exit; and
+    replay servers in front of them."""
 
     def __init__(self) -> None:
         self._running: dict[ServerConfig, EmulatorProcess] = {}
+        self._replays: dict[tuple[ServerConfig, float], ReplayProcess] = {}
+
+    def emulator(self, config: ServerConfig) -> EmulatorProcess:
+        """The running emulator process with ``config`` (for its URLs and its CPU time)."""
+        return self._process(config)
+
+    def replay(self, config: ServerConfig, latency: float = 0.0) -> ReplayProcess:
+        """A replay server (its own process) in front of the emulator with ``config``."""
+        key = (config, latency)
+        replay = self._replays.get(key)
+        if replay is None:
+            replay = ReplayProcess(self._process(config), latency)
+            replay.start()
+            self._replays[key] = replay
+        return replay
 
     def get(self, config: ServerConfig) -> str:
         """The base URL of a running emulator with ``config``."""
@@ -194,6 +331,8 @@ class Servers:
 
     def stop(self, config: ServerConfig) -> None:
         """Stop the emulator with ``config`` now (a big one need not outlive its benchmark)."""
+        for key in [key for key in self._replays if key[0] == config]:
+            self._replays.pop(key).stop()
         server = self._running.pop(config, None)
         if server is not None:
             server.stop()

@@ -11,6 +11,7 @@ class Sizes:
 
     name: str
     repeats: int
+    pairs: int  # alternated library/floor pairs for the client-cost figures (medians of ratios)
     stream_messages: int  # 1. messages streamed from one tenant
     parse_items: int  # 2. pre-decoded message dicts structured
     fanout_tenants: int  # 3. tenants fetched at once ...
@@ -28,6 +29,7 @@ class Sizes:
 FULL = Sizes(
     name="full",
     repeats=3,
+    pairs=7,
     stream_messages=20_000,
     parse_items=100_000,
     fanout_tenants=2_000,
@@ -58,6 +60,7 @@ QUICK = attrs.evolve(
 TINY = Sizes(
     name="tiny",
     repeats=1,
+    pairs=1,
     stream_messages=250,
     parse_items=300,
     fanout_tenants=12,
