@@ -15,13 +15,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import fanout, graph, memory, parsing, report, scaling, startup, streaming
+from . import fanout, graph, memory, over_graph, parsing, report, scaling, startup, streaming
 from .measure import Outcome
 from .server import Servers, pin_client, unpin_client
 from .sizes import FULL, QUICK, TINY, Sizes
 
 # Scan-based benchmarks last: they depend on the newest part of the library.
-BENCHMARKS = ("streaming", "parsing", "startup", "memory", "fanout", "scaling", "graph")
+BENCHMARKS = (
+    "streaming",
+    "parsing",
+    "startup",
+    "memory",
+    "fanout",
+    "scaling",
+    "graph",
+    "over_graph",
+)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -63,6 +72,7 @@ async def run_benchmarks(sizes: Sizes, names: Sequence[str]) -> list[Outcome]:
                 "fanout": fanout,
                 "scaling": scaling,
                 "graph": graph,
+                "over_graph": over_graph,
             }[name]
             outcomes.append(await module.run(sizes, servers))
     return outcomes
