@@ -329,7 +329,18 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
     )
     _add_api(demo, OPERATIONS, environment=False)
     demo.add_argument(
-        "--tenants", type=types.whole_number(), default=300, metavar="N", help="simulated tenants"
+        "mode",
+        nargs="?",
+        choices=("scan", "watch"),
+        default="scan",
+        help="scan: a scan with its summary (the default); watch: a live feed of the watcher's "
+        "events while the emulated world moves, time sped up",
+    )
+    demo.add_argument(
+        "--tenants",
+        type=types.whole_number(),
+        metavar="N",
+        help="simulated tenants (default 300 for scan, 25 for watch)",
     )
     _add_operation(demo)
     demo.add_argument(
@@ -343,6 +354,24 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         "--seed", type=types.whole_number(), default=2024, help="the same seed, the same show"
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    feed = demo.add_argument_group("demo watch")
+    feed.add_argument(
+        "--cycles", type=types.count("--cycles"), default=12, metavar="N", help="polls to show"
+    )
+    feed.add_argument(
+        "--step",
+        type=types.duration("--step"),
+        default=1800.0,
+        metavar="DURATION",
+        help="emulated time between polls; seconds",
+    )
+    feed.add_argument(
+        "--pause",
+        type=types.duration("--pause"),
+        default=0.5,
+        metavar="DURATION",
+        help="real time between polls; seconds",
+    )
     _add_output(demo)
     return parser
 

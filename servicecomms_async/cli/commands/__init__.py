@@ -10,7 +10,7 @@ from typing import TextIO
 import anyio
 
 from ..registry import Operation
-from . import demo, emulator, report, scan, single, watch
+from . import demo, demo_watch, emulator, report, scan, single, watch
 
 
 def run(
@@ -33,6 +33,8 @@ def run(
     assert op is not None
     if command == "scan":
         return anyio.run(scan.run, args, op, stdin, stdout, stderr, environ)
+    if command == "demo" and args.mode == "watch":
+        return anyio.run(demo_watch.run, args, stdout, stderr)
     if command == "demo":
         return anyio.run(demo.run, args, op, stdout, stderr)
     return anyio.run(single.run, args, op, stdout, environ, stderr)

@@ -25,7 +25,7 @@ async def run(args: argparse.Namespace, op: Operation, stdout: TextIO, stderr: T
     try:
         config = EmulatorConfig(
             seed=args.seed,
-            tenants=args.tenants,
+            tenants=300 if args.tenants is None else args.tenants,
             messages_per_tenant=40,
             degraded_ratio=0.15,
             latency=0.02,
