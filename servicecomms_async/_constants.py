@@ -63,6 +63,13 @@ TOKEN_TIMEOUT = (
 )
 TOKEN_SYNC_THREADS = 8  # worker threads running synchronous credentials at once, hung ones included
 CREDENTIAL_CLOSE_TIMEOUT = 10.0  # seconds aclose() waits for the credentials it made to close
+CREDENTIAL_IDLE_TIMEOUT = (
+    300.0  # seconds a factory-made credential stays open without a token request
+)
+CREDENTIAL_MAX_OPEN = (
+    256  # factory-made credentials open at once; the least recently used close first
+)
+TOKEN_PRUNE_INTERVAL = 60.0  # seconds between sweeps of expired tokens out of the cache
 
 # The legacy operations rebuilt over Microsoft Graph (servicecomms_async.over_graph).
 OVER_GRAPH_CURRENT_HOURS = 24  # CurrentStatus: issues unresolved or ended within this many hours

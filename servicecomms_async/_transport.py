@@ -42,6 +42,7 @@ from .retry import RetryPolicy, parse_retry_after
 logger = logging.getLogger("servicecomms_async.transport")
 
 DEFAULT_MAX_BODY_BYTES = _constants.MAX_BODY_BYTES
+_DEADLINE_SLACK = 0.001  # seconds: a deadline that cuts an attempt by less keeps its own timeout
 
 
 @attrs.frozen
@@ -103,9 +104,13 @@ class Transport:
             None  # made in open(): it needs the running loop
         )
         self._closed = False
-        # One cancel scope per request in progress (attempts and the waits between them), so that
-        # closing the transport ends them with SessionClosedError instead of leaving them to hang.
-        self._in_progress: set[anyio.CancelScope] = set()
+        # The tasks with a request in progress (attempts and the waits between them), so that
+        # closing the transport cancels them and they end with SessionClosedError instead of
+        # hanging; and those aclose() cancelled. A set entry per request costs far less than a
+        # cancel scope around it.
+        self._in_progress: set[asyncio.Task[Any]] = set()
+        self._cancelled_by_close: set[asyncio.Task[Any]] = set()
+        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}  # per Timeout, when not cut
         self.requests_sent = 0  # every HTTP attempt, for diagnostics and tests
 
     async def open(self) -> None:
@@ -136,8 +141,11 @@ class Transport:
         if self._closed:
             return
         self._closed = True
-        for scope in list(self._in_progress):
-            scope.cancel()
+        current = asyncio.current_task()
+        for task in list(self._in_progress):
+            if task is not current and not task.done():
+                self._cancelled_by_close.add(task)
+                task.cancel()
         session, self._session = self._session, None
         try:
             if session is not None:
@@ -189,18 +197,32 @@ class Transport:
         transport is closed meanwhile (even in the middle of an attempt or of a wait).
         """
         self._client()  # fail fast, before a token is fetched, when the session is not open
-        with anyio.CancelScope() as scope:
-            self._in_progress.add(scope)
-            try:
-                return await self._request(
-                    _Call(method, url, headers, json_body, raw),
-                    tenant=tenant,
-                    policy=retry or self.retry,
-                    timeouts=timeouts or self.timeout,
-                )
-            finally:
-                self._in_progress.discard(scope)
-        # Only aclose() cancels this scope; any other cancellation propagates past it.
+        task = asyncio.current_task()
+        in_progress = self._in_progress
+        tracked = task is not None and task not in in_progress
+        if tracked:
+            in_progress.add(task)  # type: ignore[arg-type]
+        try:
+            return await self._request(
+                _Call(method, url, headers, json_body, raw),
+                tenant=tenant,
+                policy=retry or self.retry,
+                timeouts=timeouts or self.timeout,
+            )
+        except asyncio.CancelledError:
+            # Only a cancellation that aclose() sent becomes SessionClosedError; any other
+            # cancellation propagates.
+            if task is None or task not in self._cancelled_by_close:
+                raise
+            self._cancelled_by_close.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancel is consumed
+            if uncancel is not None:
+                uncancel()
+        finally:
+            if tracked:
+                in_progress.discard(task)
+                if self._cancelled_by_close:
+                    self._cancelled_by_close.discard(task)
         raise SessionClosedError(
             f"the session was closed while {_redact(url)} (tenant {tenant}) was in progress"
         )
@@ -363,7 +385,7 @@ class Transport:
                 headers=headers,
                 data=data,
                 allow_redirects=False,  # a redirect must never carry the token anywhere
-                timeout=aiohttp_timeout(timeouts, remaining=remaining),
+                timeout=self._timeout_for(timeouts, remaining, cut_by_deadline),
             ) as resp:
                 body = await self._read_body(resp, url, tenant)
                 request_id = resp.headers.get("X-Activity-Id") or resp.headers.get("request-id")
@@ -426,6 +448,22 @@ class Transport:
         # (its RequestInfo holds the request headers), and without the frames below this one (they
         # hold the body).
         raise _scrubbed(failure, token).with_traceback(None)
+
+    def _timeout_for(
+        self, timeouts: Timeout, remaining: float, cut_by_deadline: bool
+    ) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for one attempt: made once per Timeout unless the deadline cuts it
+        (by more than the 1 ms an attempt may overrun a deadline that barely cuts it)."""
+        if cut_by_deadline and not (
+            timeouts.total is not None and timeouts.total - remaining < _DEADLINE_SLACK
+        ):
+            return aiohttp_timeout(timeouts, remaining=remaining)
+        cached = self._timeouts.get(timeouts)
+        if cached is None:
+            if len(self._timeouts) >= 64:  # per-call timeouts: keep a few, not one per call
+                self._timeouts.clear()
+            cached = self._timeouts[timeouts] = aiohttp_timeout(timeouts)
+        return cached
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, tenant: str) -> bytes:
         limit = self.max_body_bytes

@@ -27,8 +27,15 @@ credentials. Its contract:
 * **Errors.** A credential failure becomes one :class:`~servicecomms_async.errors.CredentialError` that
   names the tenant, the scope and the credential class and carries the credential's message (the AADSTS
   code and text), never a token or a secret.
-* **Ownership.** Credentials made by a ``tenant -> credential`` factory are the provider's, closed by
-  :meth:`CredentialTokenProvider.aclose`; a credential passed in is the caller's and is never closed.
+* **Bounded memory.** Expired tokens leave the cache (swept at most every ``TOKEN_PRUNE_INTERVAL``,
+  60 s, and whenever the cache has doubled), so a cache holds only tokens that can still be used.
+* **Ownership.** Credentials made by a ``tenant -> credential`` factory are the provider's: each is
+  closed once no token was asked of it for ``credential_idle_timeout`` seconds (300), or when more
+  than ``max_open_credentials`` (256) are open, the least recently used first (never one with a token
+  request in progress, never one the factory also returned for a tenant still open), and the rest by
+  :meth:`CredentialTokenProvider.aclose`. A tenant whose credential was closed gets a new one from the
+  factory the next time it needs a token (its cached token is kept meanwhile). A credential passed in
+  is the caller's and is never closed.
 * **Sync credentials.** azure-core's synchronous credentials (``azure.identity.DeviceCodeCredential`` has
   no async form) are called in a worker thread; async ones (``azure.identity.aio``) on the loop. At most
   ``max_sync_threads`` (8) such calls run at once, counting calls that were given up on and still block
@@ -48,6 +55,7 @@ Tokens are held in :class:`Secret` so that no repr, log line or exception shows 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -61,6 +69,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -90,6 +99,7 @@ REFRESH_MARGIN = _constants.TOKEN_REFRESH_MARGIN
 REFRESH_JITTER = _constants.TOKEN_REFRESH_JITTER
 RETRY_REFRESH_WITHIN = _constants.TOKEN_RETRY_REFRESH_WITHIN
 REFUSED_AGAIN_WINDOW = _constants.TOKEN_REFUSED_AGAIN_WINDOW
+_PRUNE_MIN_SIZE = 1024  # below this many tokens, expired ones are swept only by time
 
 
 class Secret:
@@ -331,6 +341,8 @@ class CredentialTokenProvider:
         per_tenant: bool = False,
         token_timeout: float = _constants.TOKEN_TIMEOUT,
         max_sync_threads: int = _constants.TOKEN_SYNC_THREADS,
+        max_open_credentials: int = _constants.CREDENTIAL_MAX_OPEN,
+        credential_idle_timeout: float = _constants.CREDENTIAL_IDLE_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if _is_credential(credential):
@@ -356,10 +368,21 @@ class CredentialTokenProvider:
         self._scope = scope
         self._per_tenant = per_tenant or self._factory is not None
         self._clock = clock
+        self._max_open = validate_int(max_open_credentials, "max_open_credentials")
+        idle = validate_seconds(credential_idle_timeout, "credential_idle_timeout")
+        assert idle is not None
+        self._idle_timeout = idle
         self._cache: dict[Key, _CachedToken] = {}
         self._flights: dict[Key, _Flight] = {}
         self._refused: dict[Key, Secret] = {}
-        self._made: dict[str, Credential] = {}
+        # Factory-made credentials, least recently used first, with when each was last asked and
+        # how many tenants share each object (a factory may hand one credential to several).
+        self._made: OrderedDict[str, Credential] = OrderedDict()
+        self._used_at: dict[str, float] = {}
+        self._sharing: dict[int, int] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # closes in progress, awaited by aclose()
+        self._prune_at = clock() + _constants.TOKEN_PRUNE_INTERVAL
+        self._prune_size = _PRUNE_MIN_SIZE
         self.fetches = 0  # calls made to credentials (their own cache may answer), for diagnostics
 
     @property
@@ -385,7 +408,10 @@ class CredentialTokenProvider:
         deadline = anyio.current_time() + max(limit, 0.0)
         while True:
             cached = self._cache.get(key)
-            if cached is not None and self._clock() < cached.refresh_at:
+            now = self._clock()
+            if now >= self._prune_at:
+                self._prune(now)
+            if cached is not None and now < cached.refresh_at:
                 return cached.token
             flight = self._flights.get(key)
             if flight is not None:
@@ -414,6 +440,8 @@ class CredentialTokenProvider:
                         self._failure_message(tenant, key[1], _no_answer(limit)), tenant=tenant
                     )
                 self._cache[key] = entry
+                if len(self._cache) >= self._prune_size:
+                    self._prune(self._clock())
                 self._refused.pop(key, None)  # kept until now in case this flight failed
                 flight.token = entry.token
                 return entry.token
@@ -425,6 +453,8 @@ class CredentialTokenProvider:
             finally:
                 del self._flights[key]
                 flight.done.set()
+                if self._factory is not None:
+                    self._retire_credentials()
 
     def invalidate(self, tenant: str, token: Secret, *, scope: str | None = None) -> None:
         key = self._key(tenant, scope)
@@ -590,12 +620,61 @@ class CredentialTokenProvider:
             after_refusal=entry.after_refusal,
         )
 
+    def _prune(self, now: float) -> None:
+        """Drop the tokens that have expired (not one a flight is replacing right now)."""
+        cache = self._cache
+        expired = [
+            key
+            for key, entry in cache.items()
+            if entry.expires_on is not None and entry.expires_on <= now and key not in self._flights
+        ]
+        for key in expired:
+            del cache[key]
+        self._prune_at = now + _constants.TOKEN_PRUNE_INTERVAL
+        self._prune_size = max(_PRUNE_MIN_SIZE, 2 * len(cache))
+        if self._made:
+            self._retire_credentials()  # idle ones close even when no token is fetched
+
+    def _retire_credentials(self) -> None:
+        """Close the factory-made credentials idle too long, and the least recently used ones past
+        ``max_open_credentials``; none with a token request in progress."""
+        made, used_at = self._made, self._used_at
+        now = self._clock()
+        busy = {key[0] for key in self._flights}
+        victims: list[str] = []
+        for tenant in made:  # least recently used first: stop at the first one to keep
+            if len(made) - len(victims) <= self._max_open and (
+                now - used_at[tenant] < self._idle_timeout
+            ):
+                break
+            if tenant not in busy:
+                victims.append(tenant)
+        for tenant in victims:
+            credential = made.pop(tenant)
+            del used_at[tenant]
+            shared = self._sharing[id(credential)] - 1
+            if shared:
+                self._sharing[id(credential)] = shared
+                continue  # another tenant still uses this very object
+            del self._sharing[id(credential)]
+            task = asyncio.get_running_loop().create_task(_close_credential(tenant, credential))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    @property
+    def open_credentials(self) -> int:
+        """Factory-made credentials open now (they close when idle, past a bound, or on aclose)."""
+        return len(self._sharing)
+
     def _credential_for(self, tenant: str) -> Credential:
         if self._factory is None:
             assert self._credential is not None
             return self._credential
         credential = self._made.get(tenant)
-        if credential is None:
+        if credential is not None:
+            self._made.move_to_end(tenant)
+            self._used_at[tenant] = self._clock()
+        else:
             try:
                 made = self._factory(tenant)
             except Exception as exc:
@@ -611,6 +690,8 @@ class CredentialTokenProvider:
                     "azure.identity.aio.ClientSecretCredential(tenant_id, ...)"
                 )
             credential = self._made[tenant] = made
+            self._used_at[tenant] = self._clock()
+            self._sharing[id(made)] = self._sharing.get(id(made), 0) + 1
         return credential
 
     def _failure_message(self, tenant: str, scope: str, detail: str) -> str:
@@ -618,7 +699,9 @@ class CredentialTokenProvider:
 
     async def aclose(self) -> None:
         """Close the credentials a factory made (each once); the caller's own credential stays open."""
-        made, self._made = self._made, {}
+        made, self._made = self._made, OrderedDict()
+        self._used_at.clear()
+        self._sharing.clear()
         self._cache.clear()
         self._refused.clear()
         unique: dict[int, tuple[str, Credential]] = {}
@@ -629,6 +712,9 @@ class CredentialTokenProvider:
         async with anyio.create_task_group() as task_group:
             for tenant, credential in unique.values():
                 task_group.start_soon(_close_credential, tenant, credential)
+        closing = list(self._closing)
+        if closing:  # the idle ones retired meanwhile (each within its own timeout)
+            await asyncio.gather(*closing, return_exceptions=True)
 
     def __repr__(self) -> str:
         source = (

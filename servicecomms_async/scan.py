@@ -571,7 +571,10 @@ class _Results(Generic[R]):
         self.waiting = 0  # results in ``batches`` and not yet taken from ``current``
         self.current: list[R] = []  # the batch the consumer is reading ...
         self.index = 0  # ... and how far
-        self.senders: deque[anyio.Event] = deque()  # workers waiting for room
+        # Workers waiting for room, with how many results each has left to put; those woken and
+        # not yet run have ``reserved`` of the room (so that one free slot wakes one worker, not all).
+        self.senders: deque[tuple[int, anyio.Event]] = deque()
+        self.reserved = 0
         self.receiver: anyio.Event | None = None  # the consumer, waiting for a result
         self.producers = 0  # workers still running; the stream ends when none is left
         self.closed = False
@@ -598,13 +601,17 @@ class _Results(Generic[R]):
                     receiver.set()
                 if start >= size:
                     return
+            need = size - start
             event = anyio.Event()
-            self.senders.append(event)
+            entry = (need, event)
+            self.senders.append(entry)
             try:
                 await event.wait()
             finally:
-                if not event.is_set():
-                    self.senders.remove(event)
+                if event.is_set():
+                    self.reserved -= need
+                else:
+                    self.senders.remove(entry)
 
     def take(self) -> R:
         """The next result of the current batch (the caller checked there is one)."""
@@ -616,9 +623,16 @@ class _Results(Generic[R]):
         return self.current[index]
 
     def wake_senders(self) -> None:
-        """Let one waiting worker go on, when there is room for it."""
-        if self.senders and self.room() > 0:
-            self.senders.popleft().set()
+        """Let waiting workers go on once there is room for what they hold (or for half the
+        slots, for a page larger than that), not for every slot that frees up."""
+        senders = self.senders
+        while senders:
+            need = senders[0][0]
+            free = self.room() - self.reserved
+            if free <= 0 or free < min(need, max(self.capacity // 2, 1)):
+                return
+            self.reserved += need
+            senders.popleft()[1].set()
 
     async def receive(self) -> R:
         """The next result once the current batch is read: a pass through the event loop first."""
