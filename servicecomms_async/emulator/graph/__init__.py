@@ -29,9 +29,11 @@ Contract:
   newest first); legacy ``MessageCenter`` messages become messages; legacy CurrentStatus rows become
   health overviews. Legacy ``PlannedMaintenance`` messages are left out: Graph has no such type
   (Microsoft announces maintenance in Message Center now), and calling them issues would invent an
-  advisory the service never posted. A message's ``severity`` is the legacy one (always ``Normal``
-  in the emulator's data) raised to ``high`` for ``preventOrFixIssue`` posts and to ``critical``
-  for those that are also major changes. About one message in four has attachments (CSV files).
+  advisory the service never posted. Messages look like today's real traffic
+  (:mod:`..messagecenter`): the 15 keys in the real order, no ``expiryDateTime`` (``endDateTime`` is
+  the expiry), ``severity`` the legacy one (overwhelmingly ``normal``), ``details`` mostly
+  ``Summary``, ``RoadmapIds``, ``Platforms``, ``FeatureStatusJson``; about one message in 32 has
+  attachments (CSV files).
   Enums are camelCase (the wire form); timestamps are the legacy ones (0 to 3 fraction digits),
   attachment times carry 7.
 * **Paging** (issues and messages): 100 items a page by default; ``Prefer: odata.maxpagesize=N``

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..data import Json
+from ..messagecenter import graph_details
 from .files import attachment_count
 
 __all__ = [
@@ -73,11 +74,10 @@ def _category(legacy: str | None) -> str | None:
     return _CATEGORY_BY_LETTERS.get(_letters(legacy)) or _camel(legacy)
 
 
-def _severity(legacy: str | None, category: str | None, major: bool) -> str:
-    level = _SEVERITIES.index(legacy.lower()) if legacy and legacy.lower() in _SEVERITIES else 0
-    if category == "preventOrFixIssue":
-        level = max(level, 2 if major else 1)
-    return _SEVERITIES[level]
+def _severity(legacy: str | None) -> str:
+    """Graph's severity of a legacy one (``Normal``/``High``/``Critical``); anything else is normal."""
+    value = (legacy or "").lower()
+    return value if value in _SEVERITIES else "normal"
 
 
 def _announcement(message: Json) -> Json:
@@ -119,28 +119,22 @@ def issue_from_legacy(message: Json) -> Json:
 
 def message_from_legacy(message: Json) -> Json:
     """A Graph ``serviceUpdateMessage`` from a legacy ``MessageCenter`` message (real shape), with
-    ``viewPoint`` null (the application view)."""
-    category = _category(message.get("Category"))
-    major = bool(message.get("IsMajorChange"))
-    details = [
-        {"name": name, "value": message[name]}
-        for name in ("ExternalLink", "BlogLink", "HelpLink")
-        if message.get(name)
-    ]
+    ``viewPoint`` null (the application view), in the 15 keys and the order of today's real
+    payloads (:data:`MESSAGE_KEYS`). ``endDateTime`` is the post's expiry (legacy ``EndTime``);
+    ``details`` are :func:`..messagecenter.graph_details`."""
     posts = message.get("Messages") or []
     return {
         **_announcement(message),
-        "category": category,
-        "severity": _severity(message.get("Severity"), category, major),
+        "category": _category(message.get("Category")),
+        "severity": _severity(message.get("Severity")),
         "tags": list(message.get("MessageTagNames") or ()),
-        "isMajorChange": major,
+        "isMajorChange": bool(message.get("IsMajorChange")),
         "actionRequiredByDateTime": message.get("ActionRequiredByDate"),
         "services": list(message.get("AffectedWorkloadDisplayNames") or ()),
-        "expiryDateTime": message["EndTime"],
         "hasAttachments": bool(attachment_count(message["Id"])),
-        "details": details,
-        "body": {"contentType": "html", "content": posts[-1]["MessageText"] if posts else ""},
         "viewPoint": None,
+        "details": graph_details(message),
+        "body": {"contentType": "html", "content": posts[-1]["MessageText"] if posts else ""},
     }
 
 
@@ -182,9 +176,8 @@ MESSAGE_KEYS = (
     "isMajorChange",
     "actionRequiredByDateTime",
     "services",
-    "expiryDateTime",
     "hasAttachments",
+    "viewPoint",
     "details",
     "body",
-    "viewPoint",
 )

@@ -50,7 +50,6 @@ MESSAGE_FIELDS: Mapping[str, FieldKind] = {
     "endDateTime": "datetime",
     "lastModifiedDateTime": "datetime",
     "actionRequiredByDateTime": "datetime",
-    "expiryDateTime": "datetime",
     "services": "collection",
     "tags": "collection",
 }
