@@ -9,24 +9,37 @@ Use it in tests, demos and benchmarks::
         headers = {"Authorization": f"Bearer {emu.graph_token(emu.tenant_ids[0])}"}
 
 Everything it serves derives from the :class:`EmulatorConfig` and the tenant id, so two
-emulators with equal configs (including ``now``) serve identical data.
+emulators with equal configs (including ``now``) serve identical data. With a clock the world
+moves (incidents open, change and resolve; Message Center posts are published and updated),
+still deterministically::
+
+    emu = Emulator(EmulatorConfig(seed=1, now=start), clock=ManualClock())
+    emu.advance(timedelta(hours=6))        # emu.now == start + 6 h
+    emu.changes(tenant)                    # the ground truth: what changed, and the event it is
 """
 
 from .app import Emulator, RecordedRequest, TokenValidator, run_forever
-from .config import EmulatorConfig, Paging, Shape
+from .clock import Clock, ManualClock, ScaledClock
+from .config import EmulatorConfig, Paging, Shape, TimelineConfig
 from .data import TenantDataset
 from .graph import GraphCaller, GraphDataset, GraphTokenValidator
+from .timeline import Change
 
 __all__ = [
+    "Change",
+    "Clock",
     "Emulator",
     "EmulatorConfig",
     "GraphCaller",
     "GraphDataset",
     "GraphTokenValidator",
+    "ManualClock",
     "Paging",
     "RecordedRequest",
+    "ScaledClock",
     "Shape",
     "TenantDataset",
+    "TimelineConfig",
     "TokenValidator",
     "run_forever",
 ]

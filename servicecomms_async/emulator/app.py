@@ -4,18 +4,22 @@ with request recording, statistics, latency and error mapping around them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import email.utils
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .clock import ITEMS_KEY, REQUEST_TIME_KEY, Clock, ManualClock, ScaledClock
 from .config import EmulatorConfig
 from .data import DataStore, TenantDataset
 from .errors import graph_error, graph_http_error, legacy_http_error, odata_error
@@ -27,8 +31,10 @@ from .graph import (
     graph_token,
     is_graph_path,
 )
+from .graph.convert import graph_status
 from .legacy import API_PREFIX, LegacyApi, TokenValidator
 from .server import LoopbackServer
+from .timeline import Change, Timeline
 
 __all__ = ["Emulator", "RecordedRequest", "TokenValidator", "run_forever"]
 
@@ -77,6 +83,24 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    items: int = 0
+    """How many items the response held (a list's ``value`` entries, 1 for a single entity, 0 for
+    errors and bytes), set once the response is made; a test can prove a poll moved only changes."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _datetime(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _ms(when: datetime) -> int:
+    if not isinstance(when, datetime):
+        raise TypeError(f"expected a datetime, got {type(when).__name__}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
 class Emulator(LoopbackServer):
@@ -90,7 +114,13 @@ class Emulator(LoopbackServer):
     * ``host`` is a loopback address and ``port`` 0 (a free one) to 65535; ``start``, ``stop``,
       ``async with``, :attr:`port` and the errors are :class:`~.server.LoopbackServer`'s. The
       legacy routes are :mod:`.legacy`'s.
-    * Every request is appended to :attr:`requests` (unless ``record_requests=False``).
+    * Every request is appended to :attr:`requests` (unless ``record_requests=False``), with
+      the number of items its response held once it is answered.
+    * ``clock`` (:class:`~.clock.ManualClock` or :class:`~.clock.ScaledClock`) makes the world move
+      (:mod:`.timeline`): :attr:`now` starts at ``config.now``; :meth:`advance` moves a manual
+      clock; :meth:`changes` lists what changed; every response's ``Date`` header is :attr:`now`
+      (IMF-fixdate), and each request is served as of one instant. Without a clock the world is
+      the static data and ``Date`` is the wall clock, as a plain aiohttp server sends.
     * :attr:`in_flight` / :attr:`max_in_flight` count API requests (paths under
       ``/api/``) while their handler runs, including the configured latency sleep.
     * :attr:`connections_opened` counts accepted TCP connections.
@@ -116,12 +146,23 @@ class Emulator(LoopbackServer):
         token_validator: TokenValidator | None = None,
         graph_token_validator: GraphTokenValidator | None = None,
         record_requests: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(host=host, port=port)
         self.config = config if config is not None else EmulatorConfig()
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(
+                f"clock must be a ManualClock or a ScaledClock, got {type(clock).__name__}"
+            )
         self._user_middlewares = tuple(middlewares)
         self._record = record_requests
+        self._clock = clock
+        self._origin_ms = int(self.config.now_utc.timestamp() * 1000)
         self._store = DataStore(self.config)
+        self._timeline = None
+        if clock is not None:
+            self._timeline = Timeline(self.config, self._store.gen.base_num)
+            self._store.timeline = self._timeline
         self._legacy = LegacyApi(self._store, lambda: self.base_url, token_validator)
         self._graph = GraphApi(self._store, lambda: self.graph_base_url, graph_token_validator)
         self._jitter = random.Random(self.config.seed)
@@ -153,12 +194,86 @@ class Emulator(LoopbackServer):
         return list(self._tenant_ids)
 
     def dataset(self, tenant: str) -> TenantDataset:
-        """The wire dicts served for ``tenant`` (materialises every message: O(N))."""
-        return self._store.dataset(tenant)
+        """The wire dicts served for ``tenant`` now (materialises every message: O(N))."""
+        return self._store.dataset(tenant, self._now_ms())
 
     def graph_dataset(self, tenant: str) -> GraphDataset:
-        """The Graph wire dicts served for ``tenant`` (application view; O(N) like :meth:`dataset`)."""
-        return self._graph.dataset(tenant)
+        """The Graph wire dicts served for ``tenant`` now (application view; O(N) like
+        :meth:`dataset`)."""
+        return self._graph.dataset(tenant, self._now_ms())
+
+    # -- time --
+
+    @property
+    def clock(self) -> Clock | None:
+        return self._clock
+
+    @property
+    def now(self) -> datetime:
+        """The world's current time (aware UTC): ``config.now`` plus the clock's elapsed time."""
+        return _datetime(self._origin_ms + (self._clock.elapsed_ms() if self._clock else 0))
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move a :class:`~.clock.ManualClock` forward by ``delta`` (>= 0); returns :attr:`now`."""
+        if not isinstance(self._clock, ManualClock):
+            what = "no clock" if self._clock is None else repr(self._clock)
+            raise RuntimeError(
+                f"advance needs an emulator with a ManualClock (Emulator(config, "
+                f"clock=ManualClock())); this one has {what}"
+            )
+        self._clock.advance(delta)
+        return self.now
+
+    def _now_ms(self) -> int | None:
+        """The world's time in epoch ms, or None for the static world (no clock)."""
+        if self._clock is None:
+            return None
+        return self._origin_ms + self._clock.elapsed_ms()
+
+    def changes(
+        self,
+        tenant_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Change]:
+        """Every change the timeline made to ``tenant_id``'s world in (``since``, ``until``], in
+        time order (default: from ``config.now`` to :attr:`now`); see :class:`~.timeline.Change`.
+        Empty without a clock (the static world never changes)."""
+        if self._timeline is None:
+            return []
+        low = _ms(since) if since is not None else self._origin_ms
+        now = self._now_ms()
+        assert now is not None
+        high = _ms(until) if until is not None else now
+        model = self._store.model(tenant_id)
+        found = list(self._timeline.entity_changes(model, low, high))
+        times = self._timeline.issue_times(model, low, high)
+        if times:
+            before = self._service_statuses(tenant_id, low)
+            for at in times:
+                after = self._service_statuses(tenant_id, at)
+                for service, status in after.items():
+                    if before.get(service) != status:
+                        found.append(
+                            Change(
+                                _datetime(at),
+                                model.tenant,
+                                "service",
+                                service,
+                                "service.status_changed",
+                                ("status",),
+                                False,
+                            )
+                        )
+                before = after
+        order = {"issue": 0, "message": 1, "service": 2}
+        found.sort(key=lambda c: (c.time, order[c.kind], c.entity_id))
+        return found
+
+    def _service_statuses(self, tenant: str, t: int) -> dict[str, str]:
+        """Each service's Graph health status (by id) at ``t``, as the routes serve it."""
+        rows = self._store.status_list("CurrentStatus", tenant, t)
+        return {str(r["Workload"]): graph_status(str(r["Status"])) for r in rows}
 
     def reset_stats(self) -> None:
         """Forget recorded requests and counters (``max_in_flight`` restarts from now)."""
@@ -168,22 +283,52 @@ class Emulator(LoopbackServer):
 
     # -- application --
 
+    def _set_items(self, recorded: RecordedRequest, items: int) -> None:
+        # The record was appended when the request arrived; replace it in place (unless the
+        # requests were reset meanwhile) so the list keeps arrival order.
+        for n in range(len(self.requests) - 1, -1, -1):
+            if self.requests[n] is recorded:
+                self.requests[n] = dataclasses.replace(recorded, items=items)
+                return
+
     def _connection_made(self) -> None:
         self.connections_opened += 1
+
+    async def start(self) -> None:
+        if self._clock is not None:
+            self._clock.start()
+        await super().start()
 
     def _build_app(self) -> web.Application:
         @web.middleware
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            recorded = None
             if self._record:
-                self.requests.append(
-                    RecordedRequest(
-                        method=request.method,
-                        path=request.path,
-                        query=dict(request.query),
-                        headers=_Headers(request.headers),
-                    )
+                recorded = RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.query),
+                    headers=_Headers(request.headers),
                 )
-            return await handler(request)
+                self.requests.append(recorded)
+            now = self._now_ms()
+            date = None
+            if now is not None:
+                request[REQUEST_TIME_KEY] = now
+                date = email.utils.format_datetime(_datetime(now - now % 1000), usegmt=True)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if date is not None:
+                    exc.headers["Date"] = date
+                raise
+            finally:
+                items = request.get(ITEMS_KEY, 0)
+                if recorded is not None and items:
+                    self._set_items(recorded, items)
+            if date is not None and not response.prepared:
+                response.headers["Date"] = date
+            return response
 
         @web.middleware
         async def stats(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -247,6 +392,7 @@ async def run_forever(
     tenants_file: str | None = None,
     show_tenants: int = 5,
     announce: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
 ) -> None:
     """Serve until cancelled (Ctrl-C under ``asyncio.run``), announcing the base URLs.
 
@@ -259,7 +405,7 @@ async def run_forever(
         print(line, flush=True)
 
     say = announce or _print
-    emulator = Emulator(config, host=host, port=port, record_requests=False)
+    emulator = Emulator(config, host=host, port=port, record_requests=False, clock=clock)
     async with emulator:
         cfg = emulator.config
         tenants = emulator.tenant_ids
@@ -281,5 +427,12 @@ async def run_forever(
         )
         if tenants_file is not None:
             say(f"All {len(tenants)} tenant ids are in {tenants_file}.")
+        if isinstance(clock, ScaledClock):
+            line = cfg.timeline
+            say(
+                f"The world moves {clock.speed:g}x real time from {emulator.now.isoformat()}: "
+                f"{line.global_incidents_per_day:g} global and {line.tenant_incidents_per_day:g} "
+                f"per-tenant incidents and {line.messages_per_day:g} Message Center posts a day."
+            )
         say("Any non-empty bearer token is accepted on the legacy routes. Press Ctrl-C to stop.")
         await asyncio.Event().wait()

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .app import run_forever
-from .config import EmulatorConfig
+from .clock import ScaledClock
+from .config import EmulatorConfig, TimelineConfig
 from .server import BindError, check_loopback_host, check_port
 
 
@@ -129,11 +130,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RATIO",
         help="share of tenants with an active incident, 0 to 1 (default: %(default)s)",
     )
+    timeline = parser.add_argument_group("timeline (a world that moves)")
+    moving = TimelineConfig()
+    timeline.add_argument(
+        "--timeline-speed",
+        type=float,
+        default=None,
+        metavar="SPEED",
+        help="make the world move at SPEED times real time (60: a minute is an hour); "
+        "without it the data is static",
+    )
+    timeline.add_argument(
+        "--incidents-per-day",
+        type=float,
+        default=moving.global_incidents_per_day,
+        metavar="N",
+        help="new incidents a day across the services, seen by every subscribed tenant "
+        "(default: %(default)s)",
+    )
+    timeline.add_argument(
+        "--tenant-incidents-per-day",
+        type=float,
+        default=moving.tenant_incidents_per_day,
+        metavar="N",
+        help="new incidents a day for each tenant alone (default: %(default)s)",
+    )
+    timeline.add_argument(
+        "--posts-per-day",
+        type=float,
+        default=moving.messages_per_day,
+        metavar="N",
+        help="new Message Center posts a day (default: %(default)s)",
+    )
+
+
+def clock_from(args: argparse.Namespace) -> ScaledClock | None:
+    """The clock ``--timeline-speed`` asks for (None: static data); a :class:`CommandError`."""
+    speed = getattr(args, "timeline_speed", None)
+    if speed is None:
+        return None
+    try:
+        return ScaledClock(speed)
+    except ValueError as exc:
+        raise CommandError(f"--timeline-speed: {exc}") from None
 
 
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
     """The :class:`EmulatorConfig` the options describe; a bad value is a :class:`CommandError`."""
+    moving = TimelineConfig()
     try:
+        timeline = TimelineConfig(
+            global_incidents_per_day=getattr(
+                args, "incidents_per_day", moving.global_incidents_per_day
+            ),
+            tenant_incidents_per_day=getattr(
+                args, "tenant_incidents_per_day", moving.tenant_incidents_per_day
+            ),
+            messages_per_day=getattr(args, "posts_per_day", moving.messages_per_day),
+        )
         return EmulatorConfig(
             seed=args.seed,
             tenants=args.tenants,
@@ -144,6 +198,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
             latency=args.latency,
             latency_jitter=args.latency_jitter,
             degraded_ratio=args.degraded_ratio,
+            timeline=timeline,
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
@@ -152,6 +207,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
 def serve(args: argparse.Namespace, out: TextIO) -> None:
     """Serve until Ctrl-C (which returns normally), announcing on ``out``; raises CommandError."""
     config = config_from(args)
+    clock = clock_from(args)
 
     def announce(line: str) -> None:
         out.write(line + "\n")
@@ -161,7 +217,12 @@ def serve(args: argparse.Namespace, out: TextIO) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 run_forever(
-                    config, args.host, args.port, tenants_file=args.tenants_file, announce=announce
+                    config,
+                    args.host,
+                    args.port,
+                    tenants_file=args.tenants_file,
+                    announce=announce,
+                    clock=clock,
                 )
             )
     except BindError as exc:

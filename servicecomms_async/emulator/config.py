@@ -13,6 +13,39 @@ _SHAPES = ("real", "spec")
 _PAGINGS = ("skip", "nextlink")
 
 
+_MAX_RATE = 1_000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineConfig:
+    """How fast the world moves under a clock (see :mod:`.timeline`); ignored without one.
+
+    * ``global_incidents_per_day``: new incidents across the catalogue's workloads; each is seen by
+      every tenant subscribed to its workload (same id everywhere, like real incidents).
+    * ``tenant_incidents_per_day``: new incidents per tenant seen by that tenant alone.
+    * ``messages_per_day``: new Message Center posts; a tenant sees those for its workloads.
+    * ``silent_ratio``: the share of later changes (not the first appearance) whose
+      ``lastModifiedDateTime`` does not move, so only a full resync sees them (default 0).
+
+    Rates are Poisson means, 0 to 1,000 a day; 0 turns that stream off.
+    """
+
+    global_incidents_per_day: float = 6.0
+    tenant_incidents_per_day: float = 0.25
+    messages_per_day: float = 4.0
+    silent_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("global_incidents_per_day", "tenant_incidents_per_day", "messages_per_day"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not 0.0 <= value <= _MAX_RATE:
+                raise ValueError(f"{name} must be between 0 and {_MAX_RATE:g}, got {value!r}")
+        if not 0.0 <= self.silent_ratio <= 1.0:
+            raise ValueError(f"silent_ratio must be between 0 and 1, got {self.silent_ratio!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class EmulatorConfig:
     """Everything that determines what an :class:`Emulator` serves.
@@ -33,6 +66,7 @@ class EmulatorConfig:
     * ``degraded_ratio`` is the fraction of tenants with at least one active incident.
       It is exact over :attr:`Emulator.tenant_ids` (rounded to the nearest tenant) and
       a per-tenant probability for any other tenant id.
+    * ``timeline`` sets how fast the world changes when the emulator has a clock.
     """
 
     seed: int = 1
@@ -45,8 +79,11 @@ class EmulatorConfig:
     latency_jitter: float = 0.0
     degraded_ratio: float = 0.2
     now: datetime | None = None
+    timeline: TimelineConfig = dataclasses.field(default_factory=TimelineConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.timeline, TimelineConfig):
+            raise ValueError(f"timeline must be a TimelineConfig, got {self.timeline!r}")
         if self.shape not in _SHAPES:
             raise ValueError(f"shape must be one of {_SHAPES}, not {self.shape!r}")
         if self.paging not in _PAGINGS:

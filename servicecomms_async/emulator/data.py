@@ -24,10 +24,11 @@ import contextlib
 import functools
 import gc
 import hashlib
+import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -43,7 +44,11 @@ from .catalogue import (
     Workload,
 )
 from .config import EmulatorConfig
+from .messagecenter import legacy_severity, link_odds
 from .odata import FieldKind, Predicate, parse_datetime_us
+
+if TYPE_CHECKING:
+    from .timeline import TenantView, Timeline
 
 Json = dict[str, Any]
 Operation = Literal["Services", "CurrentStatus", "HistoricalStatus", "Messages"]
@@ -497,7 +502,7 @@ class Generator:
                 end,
                 last,
                 "",
-                "Normal",
+                legacy_severity(h),
                 "Advisory",
                 1,
             )
@@ -676,27 +681,28 @@ class Generator:
     @staticmethod
     def mc_links(core: Core) -> tuple[int | None, str, str, str]:
         """A Message Center post's action-by date (epoch ms, midnight UTC, 30 to 60 days after it
-        starts) and its external, blog and help links. The captured real post had none of them ("" and
-        null); about a third of the emulated posts get each, so that the Graph side's
-        ``actionRequiredByDateTime`` and ``details`` are not always empty."""
+        starts; a third of the posts) and its external, blog and help links, which are rare, as in
+        today's real traffic (:func:`.messagecenter.link_odds`; "" when absent, as the real service
+        sent). They become Graph's ``actionRequiredByDateTime`` and link ``details``."""
         h = core.h
         day_ms = 86_400_000
         action_by = None
         if (h >> 44) % 3 == 0:
             action_by = (core.start // day_ms + 30 + (h >> 46) % 31) * day_ms
+        external_on, blog_on, help_on = link_odds(h)
         external = (
             f"https://go.microsoft.com/fwlink/?linkid={2_000_000 + (h >> 20) % 100_000}"
-            if (h >> 52) % 3 == 0
+            if external_on
             else ""
         )
         blog = (
             f"https://techcommunity.microsoft.com/t5/microsoft-365-blog/{core.msg_id.lower()}"
-            if (h >> 54) % 3 == 0
+            if blog_on
             else ""
         )
         help_ = (
             f"https://learn.microsoft.com/microsoft-365/admin/{core.msg_id.lower()}"
-            if (h >> 56) % 3 == 0
+            if help_on
             else ""
         )
         return action_by, external, blog, help_
@@ -816,42 +822,68 @@ class Generator:
             ],
         }
 
-    def current_status(self, model: TenantModel) -> list[Json]:
+    def current_status(
+        self,
+        model: TenantModel,
+        extra: Sequence[tuple[int, int, str, str]] = (),
+        status_time: str | None = None,
+    ) -> list[Json]:
+        """CurrentStatus rows; ``extra`` adds active incidents as ``(workload, feature, id,
+        impact)`` (the timeline's, listed before the static ones: they are newer)."""
         out: list[Json] = []
+        active = [(c.widx, c.fidx, c.msg_id, c.impact) for c in model.active]
         for widx in model.workloads:
             wl = CATALOGUE[widx]
-            mine = [c for c in model.active if c.widx == widx]
-            status = _worst(c.impact for c in mine)
-            fstat = [
-                _worst(c.impact for c in mine if c.fidx == fi) for fi in range(len(wl.features))
-            ]
-            ids = [c.msg_id for c in mine]
-            out.append(self._status_row(wl, model.status_time, status, ids, fstat))
+            mine = [a for a in extra if a[0] == widx] + [a for a in active if a[0] == widx]
+            status = _worst(a[3] for a in mine)
+            fstat = [_worst(a[3] for a in mine if a[1] == fi) for fi in range(len(wl.features))]
+            ids = [a[2] for a in mine]
+            out.append(self._status_row(wl, status_time or model.status_time, status, ids, fstat))
         return out
 
-    def historical_status(self, model: TenantModel) -> list[Json]:
+    def status_time(self, model: TenantModel, now_ms: int) -> str:
+        """The tenant's CurrentStatus ``StatusTime`` when the world's time is ``now_ms``."""
+        return iso_ticks(now_ms * 10_000 - (_mix(_mix(model.key) + 2) % (60 * 10_000_000)))
+
+    def historical_status(
+        self,
+        model: TenantModel,
+        now_ms: int | None = None,
+        extra: Sequence[tuple[int, int, str, int, int | None, str]] = (),
+    ) -> list[Json]:
+        """HistoricalStatus rows for the days up to ``now_ms`` (default ``config.now``); ``extra``
+        adds incidents as ``(workload, feature, id, start, end or None, impact)``."""
+        now = self.now_ms if now_ms is None else now_ms
         days = self.config.history_days
-        midnight = self.now_ms - self.now_ms % _DAY
+        midnight = now - now % _DAY
         # (workload, day) -> [ids], and feature-level worst status per (workload, day, feature)
         ids: dict[tuple[int, int], list[str]] = {}
         wstat: dict[tuple[int, int], str] = {}
         fstat: dict[tuple[int, int, int], str] = {}
         subscribed = set(model.workloads)
-        for core in self.iter_cores(model):
-            if core.kind != INCIDENT or core.widx not in subscribed:
+        incidents = itertools.chain(
+            extra,
+            (
+                (c.widx, c.fidx, c.msg_id, c.start, c.end, c.impact)
+                for c in self.iter_cores(model)
+                if c.kind == INCIDENT
+            ),
+        )
+        for widx, fidx, msg_id, start, end_or_none, impact in incidents:
+            if widx not in subscribed:
                 continue
-            active = core.end is None
-            end = self.now_ms if core.end is None else core.end
+            active = end_or_none is None
+            end = now if end_or_none is None else end_or_none
             d_lo = max(0, (midnight - (end - end % _DAY)) // _DAY)
-            d_hi = min(days - 1, (midnight - (core.start - core.start % _DAY)) // _DAY)
-            state = core.impact if active else "ServiceRestored"
+            d_hi = min(days - 1, (midnight - (start - start % _DAY)) // _DAY)
+            state = impact if active else "ServiceRestored"
             for d in range(d_lo, d_hi + 1):
-                key = (core.widx, d)
+                key = (widx, d)
                 bucket = ids.setdefault(key, [])
                 if len(bucket) < _HISTORY_IDS_CAP:
-                    bucket.append(core.msg_id)
+                    bucket.append(msg_id)
                 wstat[key] = _worst((wstat.get(key, "ServiceOperational"), state))
-                fkey = (core.widx, d, core.fidx)
+                fkey = (widx, d, fidx)
                 fstat[fkey] = _worst((fstat.get(fkey, "ServiceOperational"), state))
         out: list[Json] = []
         for widx in model.workloads:
@@ -974,16 +1006,25 @@ def _no_gc() -> Iterator[None]:
 
 
 class DataStore:
-    """Generator plus bounded caches; the single entry point the HTTP layer uses."""
+    """Generator plus bounded caches; the single entry point the HTTP layer uses.
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    With a ``timeline`` (the emulator has a clock), the ``*_at``-style methods take the world's
+    time ``t`` (epoch ms; None means the static world): the timeline's entities come first in the
+    Messages order (they are the newest), and the status rows follow the incidents active at ``t``.
+    """
+
+    def __init__(self, config: EmulatorConfig, timeline: Timeline | None = None) -> None:
         self.config = config
         self.gen = Generator(config)
+        self.timeline = timeline
         self._models: LRU[str, TenantModel] = LRU(16_384)
         self._lists: LRU[tuple[str, str], list[Json]] = LRU(2_048)
         self._typed: LRU[tuple[str, str], list[dict[str, object]]] = LRU(512)
         self._filtered: LRU[tuple[str, str], list[int]] = LRU(64)
         self._rendered: LRU[str, Json] = LRU(20_000)
+        self._lists_at: LRU[tuple[str, str, int], list[Json]] = LRU(4_096)
+        self._typed_at: LRU[tuple[str, str, int], list[dict[str, object]]] = LRU(512)
+        self._heads: LRU[tuple[str, int], tuple[list[Json], list[dict[str, object]]]] = LRU(4_096)
         # Sharing only pays when tenants draw from a pool the cache can hold; with huge
         # per-tenant lists every lookup would miss and only add overhead.
         self._share_rendered = config.messages_per_tenant <= 2_000
@@ -992,9 +1033,20 @@ class DataStore:
         t = tenant.lower()
         return self._models.get_or_create(t, lambda: self.gen.tenant_model(t))
 
-    def status_list(self, op: Operation, tenant: str) -> list[Json]:
+    def view(self, tenant: str, t: int | None) -> TenantView | None:
+        """The tenant's timeline entities at ``t`` (None without a timeline or time)."""
+        if self.timeline is None or t is None:
+            return None
+        return self.timeline.view(self.model(tenant), t)
+
+    def status_list(self, op: Operation, tenant: str, t: int | None = None) -> list[Json]:
         """Services/CurrentStatus/HistoricalStatus wire dicts for ``tenant`` (cached)."""
         model = self.model(tenant)
+        view = self.view(tenant, t) if op != "Services" else None
+        if view is not None:
+            return self._lists_at.get_or_create(
+                (op, model.tenant, view.t), lambda: self._status_at(op, model, view)
+            )
         if op == "Services":
             build = self.gen.services
         elif op == "CurrentStatus":
@@ -1005,21 +1057,80 @@ class DataStore:
             raise ValueError(op)
         return self._lists.get_or_create((op, model.tenant), lambda: build(model))
 
-    def typed_status_rows(self, op: Operation, tenant: str) -> list[dict[str, object]]:
-        t = tenant.lower()
+    def _status_at(self, op: Operation, model: TenantModel, view: TenantView) -> list[Json]:
+        if op == "CurrentStatus":
+            active = [
+                (s.script.widx, s.fidx, s.script.id, s.impact)
+                for s in view.issues
+                if not s.resolved
+            ]
+            return self.gen.current_status(model, active, self.gen.status_time(model, view.t))
+        if op == "HistoricalStatus":
+            incidents = [
+                (s.script.widx, s.fidx, s.script.id, s.start, s.end, s.impact) for s in view.issues
+            ]
+            return self.gen.historical_status(model, view.t, incidents)
+        raise ValueError(op)
+
+    def typed_status_rows(
+        self, op: Operation, tenant: str, t: int | None = None
+    ) -> list[dict[str, object]]:
+        low = tenant.lower()
+        if self.view(low, t) is not None and op != "Services":
+            assert t is not None
+            return self._typed_at.get_or_create(
+                (op, low, t), lambda: [status_row_typed(r) for r in self.status_list(op, low, t)]
+            )
         return self._typed.get_or_create(
-            (op, t), lambda: [status_row_typed(r) for r in self.status_list(op, t)]
+            (op, low), lambda: [status_row_typed(r) for r in self.status_list(op, low)]
         )
 
-    def message_count(self, tenant: str) -> int:
-        return self.model(tenant).message_count
+    def head(self, tenant: str, t: int | None) -> tuple[list[Json], list[dict[str, object]]]:
+        """The timeline's Messages items at ``t`` (configured shape) and their ``$filter`` rows;
+        empty without a timeline. They come before the static items in the served order."""
+        view = self.view(tenant, t)
+        if view is None:
+            return [], []
+        return self._heads.get_or_create((view.tenant, view.t), lambda: self._head(view))
 
-    def messages(self, tenant: str, indices: Iterable[int]) -> list[Json]:
+    def _head(self, view: TenantView) -> tuple[list[Json], list[dict[str, object]]]:
+        from .timeline import spec_message  # timeline imports this module
+
+        items = view.legacy_messages
+        if not self.real_shape:
+            items = [spec_message(i) for i in items]
+        fields, _ = filter_fields("Messages", self.config.shape)
+        rows = []
+        for item in items:
+            row: dict[str, object] = {}
+            for name, kind in fields.items():
+                value = item.get(name)
+                row[name] = parse_datetime_us(value) if kind == "datetime" and value else value
+            rows.append(row)
+        return items, rows
+
+    @property
+    def real_shape(self) -> bool:
+        return self.config.shape == "real"
+
+    def message_count(self, tenant: str, t: int | None = None) -> int:
+        return self.model(tenant).message_count + len(self.head(tenant, t)[0])
+
+    def messages(self, tenant: str, indices: Iterable[int], t: int | None = None) -> list[Json]:
         """Wire dicts of the messages at ``indices`` of the served order.
 
         The dicts are shared with a cache (an Id names the same content in every tenant,
         so multi-tenant scans render each incident once): treat them as read-only.
         """
+        head = self.head(tenant, t)[0] if t is not None else None
+        if head:
+            k = len(head)
+            indices = list(indices)
+            static = iter(self._static_messages(tenant, [i - k for i in indices if i >= k]))
+            return [head[i] if i < k else next(static) for i in indices]
+        return self._static_messages(tenant, indices)
+
+    def _static_messages(self, tenant: str, indices: Iterable[int]) -> list[Json]:
         model = self.model(tenant)
         gen = self.gen
         cache = self._rendered
@@ -1042,6 +1153,7 @@ class DataStore:
         filter_key: str,
         predicate: Predicate,
         needs_text: bool,
+        t: int | None = None,
     ) -> list[int]:
         """Indices (served order) of the tenant's messages matching ``predicate``.
 
@@ -1051,27 +1163,28 @@ class DataStore:
         model = self.model(tenant)
         cache_key = (model.tenant, filter_key)
         hit = self._filtered.get(cache_key)
-        if hit is not None:
+        if hit is None:
+            gen = self.gen
+            with _no_gc():
+                hit = [
+                    i
+                    for i, core in enumerate(gen.iter_cores(model))
+                    if predicate(gen.message_row(core, needs_text))
+                ]
+            self._filtered.put(cache_key, hit)
+        head_rows = self.head(tenant, t)[1] if t is not None else []
+        if not head_rows:
             return hit
-        gen = self.gen
-        with _no_gc():
-            out = [
-                i
-                for i, core in enumerate(gen.iter_cores(model))
-                if predicate(gen.message_row(core, needs_text))
-            ]
-        self._filtered.put(cache_key, out)
-        return out
+        k = len(head_rows)
+        return [n for n, row in enumerate(head_rows) if predicate(row)] + [k + i for i in hit]
 
-    def dataset(self, tenant: str) -> TenantDataset:
+    def dataset(self, tenant: str, t: int | None = None) -> TenantDataset:
         """Deep copies of everything served for ``tenant`` (callers may mutate them)."""
-        model = self.model(tenant)
-
         return TenantDataset(
             services=json_copy(self.status_list("Services", tenant)),
-            current_status=json_copy(self.status_list("CurrentStatus", tenant)),
-            historical_status=json_copy(self.status_list("HistoricalStatus", tenant)),
-            messages=json_copy(self.messages(tenant, range(model.message_count))),
+            current_status=json_copy(self.status_list("CurrentStatus", tenant, t)),
+            historical_status=json_copy(self.status_list("HistoricalStatus", tenant, t)),
+            messages=json_copy(self.messages(tenant, range(self.message_count(tenant, t)), t)),
         )
 
     def make_tenant_ids(self) -> list[str]:

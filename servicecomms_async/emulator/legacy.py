@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from .cache import LRU
+from .clock import ITEMS_KEY, REQUEST_TIME_KEY
 from .data import OPERATIONS, DataStore, Json, Operation, filter_fields, wire_keys
 from .errors import odata_error
 from .odata import ODataError, apply_select, parse_filter, parse_select
@@ -119,7 +120,9 @@ class LegacyApi:
         self._store = store
         self._base_url = base_url
         self._token_validator = token_validator
-        self._bytes: LRU[tuple[str, str, bool], bytes] = LRU(100_000, _BYTES_CACHE_LIMIT, weigh=len)
+        self._bytes: LRU[tuple[str, str, bool], tuple[bytes, int]] = LRU(
+            100_000, _BYTES_CACHE_LIMIT, weigh=lambda hit: len(hit[0])
+        )
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_route("GET", API_PREFIX + "/{tenant}/ServiceComms/{operation}", self._handle)
@@ -150,16 +153,21 @@ class LegacyApi:
             )
         level = _metadata_level(request.headers.get("Accept"))
         try:
-            body = self._body(op, tenant, request, level)
+            body, count = self._body(op, tenant, request, level)
         except ODataError as exc:
             return odata_error(400, "AF20002", str(exc))
+        request[ITEMS_KEY] = count
         return web.Response(
             body=body,
             headers={"Content-Type": f"application/json; odata.metadata={level}; charset=utf-8"},
         )
 
-    def _body(self, op: Operation, tenant: str, request: web.Request, level: str) -> bytes:
+    def _body(
+        self, op: Operation, tenant: str, request: web.Request, level: str
+    ) -> tuple[bytes, int]:
+        """The response body and how many items it holds."""
         query = request.query
+        t: int | None = request.get(REQUEST_TIME_KEY)
         context = (
             f"{self._base_url()}/{tenant}/$metadata#{op}" if level in ("minimal", "full") else None
         )
@@ -186,30 +194,33 @@ class LegacyApi:
                     filter_text,
                     predicate,
                     needs_text=bool(_TEXT_FIELDS_RE.search(filter_text)),
+                    t=t,
                 )
                 total = len(indices)
                 page: Sequence[int] = indices[skip : skip + top]
             else:
-                total = self._store.message_count(tenant)
+                total = self._store.message_count(tenant, t)
                 page = range(min(skip, total), min(skip + top, total))
-            items = self._store.messages(tenant, page)
+            items = self._store.messages(tenant, page, t)
             if self.config.paging == "nextlink" and top > 0 and skip + top < total:
                 doc["@odata.nextLink"] = str(request.url.update_query({"$skip": str(skip + top)}))
             doc["value"] = items if selected is None else [apply_select(i, selected) for i in items]
-            return orjson.dumps(doc)
+            return orjson.dumps(doc), len(items)
 
+        # Status rows change with the timeline: the cached bytes are the static world's only.
+        moving = t is not None and op != "Services" and self._store.timeline is not None
         cache_key = (op, tenant, context is not None)
-        cacheable = predicate is None and selected is None
+        cacheable = predicate is None and selected is None and not moving
         if cacheable:
             hit = self._bytes.get(cache_key)
             if hit is not None:
                 return hit
-        rows: list[Json] = self._store.status_list(op, tenant)
+        rows: list[Json] = self._store.status_list(op, tenant, t)
         if predicate is not None:
-            typed = self._store.typed_status_rows(op, tenant)
-            rows = [r for r, t in zip(rows, typed, strict=True) if predicate(t)]
+            typed = self._store.typed_status_rows(op, tenant, t)
+            rows = [r for r, row in zip(rows, typed, strict=True) if predicate(row)]
         doc["value"] = rows if selected is None else [apply_select(r, selected) for r in rows]
-        body = orjson.dumps(doc)
+        result = orjson.dumps(doc), len(rows)
         if cacheable:
-            self._bytes.put(cache_key, body)
-        return body
+            self._bytes.put(cache_key, result)
+        return result

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
+from ..clock import ITEMS_KEY, REQUEST_TIME_KEY
 from ..data import DataStore, Json
 from ..errors import GraphError, bad_request, client_request_id, graph_error, not_found
 from ..odata import ODataError, apply_select, parse_filter
@@ -82,9 +83,10 @@ class GraphApi:
         self._base_url = base_url
         self._validator = validator
 
-    def dataset(self, tenant: str) -> GraphDataset:
-        """Deep copies of what the Graph routes serve for ``tenant`` (application view)."""
-        return self._items.dataset(tenant)
+    def dataset(self, tenant: str, t: int | None = None) -> GraphDataset:
+        """Deep copies of what the Graph routes serve for ``tenant`` (application view) at the
+        world's time ``t`` (None: the static world)."""
+        return self._items.dataset(tenant, t)
 
     # -- routes --
 
@@ -138,7 +140,7 @@ class GraphApi:
 
     async def _health_overviews(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=("$filter", "$select", "$expand"))
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         expand = expand_option(query, ("issues",))
         selected, names = select_option(query, list(HEALTH_FIELDS))
         rows: Sequence[int] = range(len(data.health))
@@ -148,12 +150,13 @@ class GraphApi:
             rows = [n for n in rows if predicate(data.health_rows[n])]
         issues = self._items.all_entries(data, data.issues) if "issues" in expand else None
         items = [self._health_item(data.health[n], selected, issues) for n in rows]
+        request[ITEMS_KEY] = len(items)
         context = self._context("healthOverviews", names, expand)
         return _json({"@odata.context": context, "value": items})
 
     async def _health_overview(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=("$select", "$expand"))
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         wanted = request.match_info["service"].lower()
         found = next(
             (h for h in data.health if wanted in (h["id"].lower(), h["service"].lower())), None
@@ -168,6 +171,7 @@ class GraphApi:
         selected, names = select_option(query, list(HEALTH_FIELDS))
         issues = self._items.all_entries(data, data.issues) if "issues" in expand else None
         item = self._health_item(found, selected, issues)
+        request[ITEMS_KEY] = 1
         context = self._context("healthOverviews", names, expand) + "/$entity"
         return _json({"@odata.context": context, **item})
 
@@ -184,7 +188,7 @@ class GraphApi:
 
     async def _issues(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=("$filter", "$select", "$top", "$skiptoken"))
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         selected, names = select_option(query, list(ISSUE_KEYS))
         filter_text = query.get("$filter")
         positions = self._items.matching(data, data.issues, filter_text)
@@ -192,20 +196,22 @@ class GraphApi:
         items = [e.item for e in self._items.entries(data, data.issues, page)]
         doc["@odata.context"] = self._context("issues", names, set())
         doc["value"] = items if selected is None else [apply_select(i, selected) for i in items]
+        request[ITEMS_KEY] = len(items)
         return _json(_context_first(doc), headers)
 
     async def _issue(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=("$select",))
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         issue = self._items.one(data, data.issues, request.match_info["id"]).item
         selected, names = select_option(query, list(ISSUE_KEYS))
         item = issue if selected is None else apply_select(issue, selected)
+        request[ITEMS_KEY] = 1
         context = self._context("issues", names, set()) + "/$entity"
         return _json({"@odata.context": context, **item})
 
     async def _incident_report(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query_options(request, allowed=())
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         issue = self._items.one(data, data.issues, request.match_info["id"]).item
         if not has_incident_report(issue):
             raise not_found(
@@ -218,7 +224,7 @@ class GraphApi:
 
     async def _messages(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=QUERY_OPTIONS)
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         expand = expand_option(query, ("attachments",))
         selected, names = select_option(query, list(MESSAGE_KEYS))
         filter_text = query.get("$filter")
@@ -229,15 +235,17 @@ class GraphApi:
             self._message_item(caller, e, selected, expand)
             for e in self._items.entries(data, data.messages, page)
         ]
+        request[ITEMS_KEY] = len(doc["value"])
         return _json(_context_first(doc), headers)
 
     async def _message(self, request: web.Request, caller: GraphCaller) -> web.Response:
         query = query_options(request, allowed=("$select", "$expand"))
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         entry = self._items.one(data, data.messages, request.match_info["id"])
         expand = expand_option(query, ("attachments",))
         selected, names = select_option(query, list(MESSAGE_KEYS))
         item = self._message_item(caller, entry, selected, expand)
+        request[ITEMS_KEY] = 1
         context = self._context("messages", names, expand) + "/$entity"
         return _json({"@odata.context": context, **item})
 
@@ -255,7 +263,7 @@ class GraphApi:
         return out
 
     def _message_of(self, caller: GraphCaller, request: web.Request) -> Json:
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         return self._items.one(data, data.messages, request.match_info["id"]).item
 
     async def _attachments(self, request: web.Request, caller: GraphCaller) -> web.Response:
@@ -312,7 +320,7 @@ class GraphApi:
                 "messages, which an application token does not have.",
             )
         ids = _message_ids(await request.read())
-        data = self._items.data(caller.tenant)
+        data = self._items.data_at(caller.tenant, request.get(REQUEST_TIME_KEY))
         positions = [data.messages.position(i) for i in ids]
         unknown = [i for i, p in zip(ids, positions, strict=True) if p is None]
         if unknown:
