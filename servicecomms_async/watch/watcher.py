@@ -249,7 +249,9 @@ class Watcher:
         tenant = client.tenant_id
         fetched: dict[Kind, list[dict[str, Any]]] = {}
         server_time: datetime | None = None
-        full = state is None or state.cursor is None or self._resync_due(state, None)
+        # Whether a full resync is due is decided on the server's clock, once the first response
+        # (healthOverviews, always whole) has told it.
+        full = state is None or state.cursor is None
         since: datetime | None = None
         for kind, resource in _KINDS:
             if kind != "service" and not full:
@@ -322,11 +324,9 @@ class Watcher:
         )
         return events
 
-    def _resync_due(self, state: TenantState, now: datetime | None) -> bool:
+    def _resync_due(self, state: TenantState, now: datetime) -> bool:
         if state.last_full_resync is None:
             return True
-        if now is None:  # before the first response: decided on the client's clock, checked again
-            now = datetime.now(timezone.utc)
         return (now - state.last_full_resync).total_seconds() >= self.full_resync
 
     def _next_resync_mark(
