@@ -201,3 +201,25 @@ async def test_a_poll_that_fails_midway_catches_up_next_time() -> None:
         got.pop(key, None)
     assert got == expected
     assert sum(e.type.value == "tenant.recovered" for e in caught_up) == len(emu.tenant_ids)
+
+
+async def test_the_days_the_watcher_saw_win_over_the_reconstruction(tmp_path: Path) -> None:
+    config = EmulatorConfig(seed=11, tenants=3, messages_per_tenant=60, now=START, timeline=BUSY)
+    async with Emulator(config, clock=ManualClock()) as emu, session_for(emu) as session:
+        tenant = emu.tenant_ids[0]
+        async with SQLiteStateStore(tmp_path / "watch.db") as store:
+            watcher = Watcher(session, emu.tenant_ids, store)
+            for _ in range(6):
+                await watcher.poll()
+                emu.advance(timedelta(hours=1))
+            rows = await session.tenant(tenant, history=store).historical_status().collect()
+            observed_days = await store.daily_statuses(tenant, emu.now.date(), emu.now.date())
+    today = [r for r in rows if r.status_time is not None and r.status_time.date() == START.date()]
+    older = [r for r in rows if r.status_time is not None and r.status_time.date() < START.date()]
+    assert today and older
+    assert {r.extra["source"] for r in today} == {"observed"}
+    assert {r.extra["source"] for r in older} == {"reconstructed"}
+    by_service = {d.service_id: d for d in observed_days}
+    for row in today:
+        record = by_service[str(row.workload)]
+        assert set(row.incident_ids) == set(record.incident_ids)
