@@ -7,6 +7,7 @@ arguments, builds its filter and calls :meth:`ApiClient._list`, ``_get`` or ``_g
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, TypeVar
 
 from yarl import URL
@@ -39,7 +40,8 @@ class ApiClient:
         self._engine = engine
         self.tenant_id = tenant_id
         self._base_url = base_url
-        self._root = self.dialect.root(base_url, tenant_id)
+        self._root_text = _root_text(self.dialect, base_url, tenant_id)
+        self._root = URL(self._root_text, encoded=True)
         self._options = options
 
     def __repr__(self) -> str:
@@ -75,7 +77,7 @@ class ApiClient:
             query["$filter"] = filter_text
         return self._engine.list(
             self.tenant_id,
-            self._root.joinpath(*path.split("/")),
+            _join(self._root, self._root_text, path),
             model,
             paging=self.dialect.paging,
             options=self._options.merged(retry, timeout),
@@ -102,3 +104,31 @@ class ApiClient:
 
     async def _post(self, url: URL, json_body: Any) -> Response:
         return await self._engine.post(self.tenant_id, url, json_body, options=self._options)
+
+
+# A tenant id that passed validate_tenant_id holds only ASCII letters, digits, hyphens and dots, so
+# it needs no escaping: a tenant's root URL is the dialect's root for a stand-in tenant, with the
+# stand-in replaced, made once per (dialect, base URL) instead of two URL joins per tenant.
+_STAND_IN = "servicecomms-tenant.invalid"
+_ROOTS: dict[tuple[str, str], str] = {}
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")  # no dot segments
+
+
+def _root_text(dialect: Dialect, base_url: URL, tenant_id: str) -> str:
+    key = (dialect.name, str(base_url))
+    template = _ROOTS.get(key)
+    if template is None:
+        template = str(dialect.root(base_url, _STAND_IN))
+        if template.count(_STAND_IN) > 1 or len(_ROOTS) >= 64:
+            return str(dialect.root(base_url, tenant_id))
+        _ROOTS[key] = template
+    if _STAND_IN not in template:
+        return template  # the tenant is not in the path (Graph)
+    return template.replace(_STAND_IN, tenant_id)
+
+
+def _join(root: URL, root_text: str, path: str) -> URL:
+    """``root`` joined with ``path``: from text when the path is plain, else by yarl."""
+    if _PLAIN_PATH.fullmatch(path):
+        return URL(f"{root_text.rstrip('/')}/{path}", encoded=True)
+    return root.joinpath(*path.split("/"))

@@ -569,16 +569,27 @@ class _RawResponse:
 
 
 def server_date(header: str | None) -> datetime | None:
-    """The ``Date`` header (RFC 9110 IMF-fixdate) as an aware UTC datetime; None when absent or bad."""
+    """The ``Date`` header (RFC 9110 IMF-fixdate) as an aware UTC datetime; None when absent or bad.
+
+    The header changes once a second, and parsing it costs more than the rest of handling a small
+    response, so the last one parsed is kept."""
     if not header:
         return None
+    last = _last_date
+    if last[0] == header:
+        return last[1]
     try:
         parsed = email.utils.parsedate_to_datetime(header)
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:  # "-0000": UTC by RFC 5322
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    value = parsed.astimezone(timezone.utc)
+    globals()["_last_date"] = (header, value)
+    return value
+
+
+_last_date: tuple[str, datetime | None] = ("", None)
 
 
 class _UnfinishedJSONError(UnexpectedResponseError):

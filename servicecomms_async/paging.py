@@ -250,8 +250,10 @@ class AsyncPager(Generic[T]):
         url = query.url(0)
         skip = 0
         yielded = 0
-        # Normalised forms of every URL fetched in this stream; they die with the stream.
-        fetched: set[tuple[object, ...]] = {link_key(url)}
+        # Every URL fetched in this stream, and their normalised forms, made only once a next link
+        # must be compared with them; they die with the stream.
+        fetched_urls: list[URL] = [url]
+        fetched: set[tuple[object, ...]] | None = None
         previous_ends: tuple[object, object] | None = None
         number = 0
         while True:
@@ -298,6 +300,9 @@ class AsyncPager(Generic[T]):
             if next_link is not None:
                 url = self._follow(url, next_link)
                 key = link_key(url)
+                if fetched is None:
+                    fetched = {link_key(seen) for seen in fetched_urls}
+                    fetched_urls.clear()
                 if key in fetched:
                     raise PagingError(
                         f"the server sent the same @odata.nextLink twice ({_short(next_link)} is "
@@ -319,7 +324,10 @@ class AsyncPager(Generic[T]):
             previous_ends = ends
             skip += count
             url = query.url(skip)
-            fetched.add(link_key(url))
+            if fetched is None:
+                fetched_urls.append(url)
+            else:
+                fetched.add(link_key(url))
 
     def _check_count(self, count: int, page_url: str) -> None:
         asked = self._query.asked_page_size
