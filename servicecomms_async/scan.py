@@ -349,9 +349,13 @@ class Scan(Generic[T]):
         results = self._receive
         if results is None:
             raise RuntimeError("enter the scan first: async with session.scan(...) as results")
-        if results.index < len(results.current):
+        index = results.index
+        current = results.current
+        if index < len(current):
             # The rest of a page is taken without a trip through the event loop.
-            return results.take()
+            results.index = index + 1
+            results.waiting -= 1
+            return current[index]
         try:
             return await results.receive()
         except anyio.EndOfStream:
@@ -613,15 +617,6 @@ class _Results(Generic[R]):
                 else:
                     self.senders.remove(entry)
 
-    def take(self) -> R:
-        """The next result of the current batch (the caller checked there is one)."""
-        index = self.index
-        self.index = index + 1
-        self.waiting -= 1
-        if self.senders:
-            self.wake_senders()
-        return self.current[index]
-
     def wake_senders(self) -> None:
         """Let waiting workers go on once there is room for what they hold (or for half the
         slots, for a page larger than that), not for every slot that frees up."""
@@ -635,7 +630,10 @@ class _Results(Generic[R]):
             senders.popleft()[1].set()
 
     async def receive(self) -> R:
-        """The next result once the current batch is read: a pass through the event loop first."""
+        """The next result once the current batch is read: a pass through the event loop first.
+        Waiting workers are woken here, a page at a time, not for every result taken."""
+        if self.senders:
+            self.wake_senders()
         await anyio.lowlevel.checkpoint_if_cancelled()
         batches = self.batches
         while not batches:
@@ -648,8 +646,9 @@ class _Results(Generic[R]):
             finally:
                 if self.receiver is event:
                     self.receiver = None
-        self.current, self.index = batches.popleft(), 0
-        return self.take()
+        self.current, self.index = batches.popleft(), 1
+        self.waiting -= 1
+        return self.current[0]
 
     def close_one(self) -> None:
         """A worker ended (or, with no workers, the scan started with nothing to do)."""
