@@ -14,6 +14,8 @@ import subprocess
 import sys
 from typing import Any
 
+from servicecomms_async.auth import CredentialTokenProvider
+
 from .measure import Outcome, Row, ratio
 from .server import REPO_ROOT, ServerConfig, Servers, python_env
 from .sizes import Sizes
@@ -47,6 +49,95 @@ def _stream_peak(mode: str, base_url: str, expected: int) -> float:
     if result["items"] != expected:
         raise RuntimeError(f"{mode} streamed {result['items']} messages, expected {expected}")
     return float(result["peak_rss_mb"])
+
+
+class _Credential:
+    """A stand-in for azure-identity's credentials: a 1.5 KB token valid for an hour, and close()."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self._clock = clock
+        self.closed = False
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        class Token:
+            token = "t" * 1500
+            expires_on = self._clock[0] + 3600
+
+        return Token()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def token_bounds(tenants: int, credentials: int) -> tuple[list[Row], dict[str, Any]]:
+    """Token memory after ``tenants`` tenants (an hour later, once they have expired) and how many
+    of ``credentials`` factory-made credentials are still open."""
+    import asyncio
+    import tracemalloc
+
+    now = [1_000_000.0]
+    made: list[_Credential] = []
+
+    def factory(tenant: str) -> _Credential:
+        made.append(_Credential(now))
+        return made[-1]
+
+    def unkept(tenant: str) -> _Credential:  # nothing here holds on to them
+        return _Credential(now)
+
+    provider = CredentialTokenProvider(unkept, scope="https://x/.default", clock=lambda: now[0])
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for n in range(tenants):
+        await provider.get_token(f"tenant-{n}.example.com")
+    await asyncio.sleep(0)
+    full = tracemalloc.get_traced_memory()[0] - base
+    live = len(provider._cache)  # what the cache holds, for the report
+    now[0] += 3600 + 120  # an hour on: every token has expired
+    await provider.get_token("one-more.example.com")
+    await asyncio.sleep(0.01)
+    later = tracemalloc.get_traced_memory()[0] - base
+    cached_later = len(provider._cache)
+    tracemalloc.stop()
+    await provider.aclose()
+
+    now[0] = 1_000_000.0
+    provider = CredentialTokenProvider(factory, scope="https://x/.default", clock=lambda: now[0])
+    for n in range(credentials):
+        await provider.get_token(f"tenant-{n}.example.com")
+    await asyncio.sleep(0.01)
+    still_open = sum(not c.closed for c in made)
+    await provider.aclose()
+    rows = [
+        Row(
+            benchmark=f"4. token cache after {tenants:,} tenants, then an hour later",
+            library=(
+                f"{live:,} tokens, {full / 1e6:.1f} MB → {cached_later} token, {later / 1e6:.2f} MB"
+            ),
+            floor="—",
+            ratio=None,
+            bar="only live tokens held",
+            met=cached_later == 1,
+            notes="traced allocations (tracemalloc) of the provider; 1.5 KB tokens valid for an hour",
+        ),
+        Row(
+            benchmark=f"4. factory-made credentials still open after {credentials:,} tenants",
+            library=f"{still_open:,} of {len(made):,}",
+            floor="—",
+            ratio=None,
+            bar="not all open (bound: max_open_credentials)",
+            met=still_open < len(made),
+            notes="the least recently used close past the bound (256), the rest when idle (300 s)",
+        ),
+    ]
+    return rows, {
+        "token_cache_live": live,
+        "token_cache_after_expiry": cached_later,
+        "token_cache_bytes": full,
+        "token_cache_bytes_after_expiry": later,
+        "credentials_open": still_open,
+        "credentials_made": len(made),
+    }
 
 
 async def run(sizes: Sizes, servers: Servers) -> Outcome:
@@ -102,10 +193,14 @@ async def run(sizes: Sizes, servers: Servers) -> Outcome:
         met=None,
         notes=f"concurrency {sizes.fanout_concurrency}; includes the interpreter and imports",
     )
+    token_rows, token_details = await token_bounds(
+        sizes.fanout_tenants * 10, sizes.fanout_tenants * 5 // 2
+    )
     return Outcome(
         "memory",
-        [stream_row, scan_row],
+        [stream_row, scan_row, *token_rows],
         {
+            **token_details,
             "stream_peaks_mb": peaks,
             "growth_mb": growth,
             "scan_peaks_mb": scan_peaks,

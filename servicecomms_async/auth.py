@@ -630,6 +630,8 @@ class CredentialTokenProvider:
         ]
         for key in expired:
             del cache[key]
+        if len(expired) > len(cache):  # a dict keeps its table when emptied: give it back
+            self._cache = cache = dict(cache)
         self._prune_at = now + _constants.TOKEN_PRUNE_INTERVAL
         self._prune_size = max(_PRUNE_MIN_SIZE, 2 * len(cache))
         if self._made:
