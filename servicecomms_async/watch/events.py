@@ -23,7 +23,7 @@ import orjson
 
 from .._modeling import OpenStrEnum
 
-__all__ = ["EventType", "WatchEvent", "event_id"]
+__all__ = ["ROLLUP_SOURCE", "EventType", "WatchEvent", "event_id"]
 
 
 class EventType(OpenStrEnum):
@@ -38,6 +38,12 @@ class EventType(OpenStrEnum):
     SERVICE_STATUS_CHANGED = "service.status_changed"
     TENANT_FAILED = "tenant.failed"
     TENANT_RECOVERED = "tenant.recovered"
+    MESSAGE_ACTION_DUE = (
+        "message.action_due"  # a post's actionRequiredByDateTime within a threshold
+    )
+
+
+ROLLUP_SOURCE = "/rollup"
 
 
 def event_id(tenant_id: str, type: EventType | str, subject: str, change: bytes | str) -> str:
@@ -53,7 +59,13 @@ def event_id(tenant_id: str, type: EventType | str, subject: str, change: bytes 
 
 @attrs.frozen(kw_only=True)
 class WatchEvent:
-    """One change, ready to deliver. ``data`` is plain JSON (Graph's camelCase keys)."""
+    """One change, ready to deliver. ``data`` is plain JSON (Graph's camelCase keys).
+
+    A **rollup** (``rollup=True``, ``source`` ``/rollup``) is one change seen in several tenants: its
+    ``tenant_id`` is empty, and ``data`` adds ``affectedTenants`` (sorted) and ``tenantCount``; a
+    follow-up for tenants that saw the same change later has the same ``type`` and ``subject`` and adds
+    ``tenantsAdded`` (sorted) instead of posting again.
+    """
 
     id: str
     type: EventType
@@ -61,10 +73,11 @@ class WatchEvent:
     subject: str
     time: datetime  # the server time of the poll that saw the change
     data: Mapping[str, Any] = attrs.field(repr=False)
+    rollup: bool = False
 
     @property
     def source(self) -> str:
-        return f"/tenants/{self.tenant_id}"
+        return ROLLUP_SOURCE if self.rollup else f"/tenants/{self.tenant_id}"
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The CloudEvents 1.0 structured form (a JSON object)."""
@@ -88,18 +101,20 @@ class WatchEvent:
         """Read back what :meth:`to_cloudevent` wrote (``ValueError`` when it is not one)."""
         try:
             source = str(event["source"])
-            if not source.startswith("/tenants/"):
-                raise ValueError(f"source {source!r} is not /tenants/<tenantId>")
+            rollup = source == ROLLUP_SOURCE
+            if not rollup and not source.startswith("/tenants/"):
+                raise ValueError(f"source {source!r} is not /tenants/<tenantId> or /rollup")
             data = event["data"]
             if not isinstance(data, dict):
                 raise ValueError("data is not a JSON object")
             return cls(
                 id=str(event["id"]),
                 type=EventType(str(event["type"])),
-                tenant_id=source.removeprefix("/tenants/"),
+                tenant_id="" if rollup else source.removeprefix("/tenants/"),
                 subject=str(event["subject"]),
                 time=datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")),
                 data=data,
+                rollup=rollup,
             )
         except KeyError as exc:
             raise ValueError(f"not a watch CloudEvent: it has no {exc.args[0]!r}") from None

@@ -16,18 +16,50 @@ from typing import Protocol, TextIO
 
 import anyio.to_thread
 
+from ..errors import ServiceCommsError
 from .events import WatchEvent
 
-__all__ = ["JsonlSink", "Sink", "parse_sink"]
+__all__ = ["DeliveryError", "JsonlSink", "Sink", "parse_sink"]
+
+
+class DeliveryError(ServiceCommsError):
+    """A sink could not take an event. ``retryable``: asking again later may work (a timeout, a
+    connection error, 408, 429, 5xx); ``retry_after``: seconds the receiver asked to wait; ``status``:
+    its HTTP status, if it answered; ``delivered``: how many events of the batch went through before
+    it. The message never holds the sink's URL or a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+        delivered: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+        self.delivered = delivered
 
 
 class Sink(Protocol):
-    """A destination for events."""
+    """A destination for events.
+
+    ``name`` is the sink's name in the state (``--sink NAME=KIND:TARGET``; the kind by default),
+    ``kind`` its kind (``jsonl``, ``webhook``, ``teams``, ``slack``), ``rollup`` whether it takes
+    rollups across tenants instead of each tenant's events (always for chat sinks).
+    """
 
     name: str
+    kind: str
+    rollup: bool
 
     async def deliver(self, events: Sequence[WatchEvent]) -> None:
-        """Deliver ``events`` in order; return once they are durable there, raise otherwise."""
+        """Deliver ``events`` in order; return once all are durable there. A sink that sends one
+        request per event raises :class:`DeliveryError` at the first that fails, with
+        ``delivered`` set to how many came before it."""
 
     async def aclose(self) -> None: ...
 
@@ -43,10 +75,20 @@ class JsonlSink:
     """One CloudEvent (structured JSON) per line, appended to ``target`` (a path, or ``"-"`` for
     ``stdout``: ``sys.stdout`` unless another text stream is given)."""
 
-    def __init__(self, target: str, *, name: str = "jsonl", stdout: TextIO | None = None) -> None:
+    kind = "jsonl"
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        name: str = "jsonl",
+        stdout: TextIO | None = None,
+        rollup: bool = False,
+    ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError("a jsonl sink needs a file path, or - for stdout")
         self.name = name
+        self.rollup = rollup
         self.target = target
         self._stdout = stdout
         self._file: _Output | None = None
