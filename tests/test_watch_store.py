@@ -69,10 +69,10 @@ async def test_a_new_file_gets_the_schema_wal_and_application_id(tmp_path: Path)
         assert await store.pending_events() == []
     with raw(path) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"tenants", "snapshots", "events", "daily"} <= tables
+    assert {"tenants", "snapshots", "events", "daily", "sinks", "deliveries", "rollups"} <= tables
 
 
 async def test_an_empty_file_is_adopted(tmp_path: Path) -> None:
@@ -622,7 +622,7 @@ def _damaged(path: Path) -> None:
             "another application's SQLite database (application_id 0x000004d2)",
         ),
         (_newer, "newer servicecomms-async (schema version 99"),
-        (_damaged, "damaged servicecomms watch state (schema version 1, missing tables: events)"),
+        (_damaged, "damaged servicecomms watch state (schema version 2, missing tables: events)"),
     ],
     ids=lambda value: getattr(value, "__name__", "")[1:] or None,
 )
@@ -652,11 +652,44 @@ def test_a_file_that_is_not_ours_is_refused_and_left_unchanged(
 # -- migrations -----------------------------------------------------------------------------------------
 
 
-def _v2(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE deliveries (event_id TEXT NOT NULL, sink TEXT NOT NULL)")
-    conn.execute(
-        "INSERT INTO deliveries SELECT event_id, 'jsonl' FROM events WHERE acked_at IS NULL"
-    )
+CURRENT = sqlite_store.SCHEMA_VERSION
+NEXT = CURRENT + 1
+
+
+def _next_step(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE copies (event_id TEXT NOT NULL, sink TEXT NOT NULL)")
+    conn.execute("INSERT INTO copies SELECT event_id, 'jsonl' FROM events WHERE acked_at IS NULL")
+
+
+async def test_a_version_1_file_upgrades_to_the_outbox_with_its_events_kept(
+    tmp_path: Path,
+) -> None:
+    """A file the first release wrote (schema 1, written here by its own migration step) opens."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    sqlite_store.MIGRATIONS[0](conn)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    for n, acked in ((1, "2026-01-01T00:00:00.000000Z"), (2, None)):
+        conn.execute(
+            "INSERT INTO events (event_id, tenant_key, type, body, created_at, acked_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                f"ev-{n}",
+                GUID,
+                "issue.updated",
+                event(n).to_json(),
+                "2026-01-01T00:00:00.000000Z",
+                acked,
+            ),
+        )
+    conn.close()
+    async with SQLiteStateStore(path) as store:
+        assert [p.event for p in await store.pending_events()] == [event(2)]
+        assert await store.deliveries() == []
+    with raw(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 async def test_a_new_migration_step_upgrades_an_existing_file(
@@ -666,21 +699,23 @@ async def test_a_new_migration_step_upgrades_an_existing_file(
     async with SQLiteStateStore(path) as store:
         await store.commit(PollCommit(state=state(cursor=T0), events=[event(1), event(2)]))
         await store.ack(["ev-1"])
-    monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, _v2])
-    with pytest.raises(StateStoreError, match="schema version 1, older than this version's 2"):
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS, _next_step])
+    with pytest.raises(
+        StateStoreError, match=f"schema version {CURRENT}, older than this version's {NEXT}"
+    ):
         await SQLiteStateStore(path, readonly=True).open()  # readonly never migrates
     async with SQLiteStateStore(path) as store:
         assert await store.tenant_state(GUID) == state(cursor=T0)
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert conn.execute("SELECT * FROM deliveries").fetchall() == [("ev-2", "jsonl")]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == NEXT
+        assert conn.execute("SELECT * FROM copies").fetchall() == [("ev-2", "jsonl")]
     async with SQLiteStateStore(path, readonly=True) as store:
         assert [p.event.id for p in await store.pending_events()] == ["ev-2"]
     # a new file gets every step
     async with SQLiteStateStore(tmp_path / "new.db"):
         pass
     with raw(tmp_path / "new.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == NEXT
     # and the code without the step refuses the upgraded file rather than damage it
     monkeypatch.undo()
     with pytest.raises(StateStoreError, match="newer"):
@@ -695,7 +730,7 @@ async def test_a_failing_migration_leaves_the_file_as_it_was(
         await store.commit(PollCommit(state=state(cursor=T0)))
 
     def broken(conn: sqlite3.Connection) -> None:
-        _v2(conn)
+        _next_step(conn)
         conn.execute("ALTER TABLE tenants ADD COLUMN half_done TEXT")
         raise RuntimeError("step 2 failed halfway")
 
@@ -703,10 +738,10 @@ async def test_a_failing_migration_leaves_the_file_as_it_was(
     with pytest.raises(RuntimeError, match="halfway"):
         await SQLiteStateStore(path).open()
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         columns = {r[1] for r in conn.execute("PRAGMA table_info(tenants)")}
-    assert "deliveries" not in tables and "half_done" not in columns
+    assert "copies" not in tables and "half_done" not in columns
     monkeypatch.undo()
     async with SQLiteStateStore(path) as store:  # the lock was released; the data is intact
         assert await store.tenant_state(GUID) == state(cursor=T0)

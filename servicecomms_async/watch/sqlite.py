@@ -62,6 +62,7 @@ from typing import IO, Any, Literal, TypeVar
 import orjson
 
 from .events import WatchEvent
+from .sqlite_outbox import INSERT_DELIVERIES, OutboxMethods, migrate_v2
 from .store import (
     ENTITY_KINDS,
     DailyStatus,
@@ -154,7 +155,7 @@ def _migrate_v1_schema(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1_schema]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_v1_schema, migrate_v2]
 
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -327,8 +328,9 @@ else:
 # -- the store ------------------------------------------------------------------------------------------
 
 
-class SQLiteStateStore:
-    """A :class:`~servicecomms_async.watch.store.StateStore` in one SQLite file (see the module's
+class SQLiteStateStore(OutboxMethods):
+    """A :class:`~servicecomms_async.watch.store.StateStore` (and
+    :class:`~servicecomms_async.watch.store.OutboxStore`: see :mod:`.sqlite_outbox`) in one SQLite file (see the module's
     docstring for threads, durability, the lock, refusals and retention).
 
     ``path`` is created when missing (or 0 bytes long), unless ``readonly``. ``synchronous`` is
@@ -432,6 +434,20 @@ class SQLiteStateStore:
     def _error(self, doing: str, exc: sqlite3.Error) -> StateStoreError:
         # SQLite's messages never contain bound values, so no snapshot content can appear here.
         return StateStoreError(f"state file {self.path}: {doing} failed: {exc}")
+
+    def _transaction(self, doing: str, run: Callable[[sqlite3.Connection], None]) -> None:
+        """``run`` in one write transaction (on the worker thread): all of it or nothing."""
+        conn = self._db()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                run(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(doing, exc) from exc
 
     # -- worker thread: open and close -------------------------------------------------------------
 
@@ -774,10 +790,10 @@ class SQLiteStateStore:
                     rows.state,
                 )
                 conn.executemany(
-                    "INSERT INTO snapshots (tenant_key, kind, entity_id, data, active, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_key, kind, entity_id) DO UPDATE "
-                    "SET data = excluded.data, active = excluded.active, "
-                    "updated_at = excluded.updated_at",
+                    "INSERT INTO snapshots (tenant_key, kind, entity_id, data, active, updated_at, "
+                    "due_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_key, kind, entity_id) "
+                    "DO UPDATE SET data = excluded.data, active = excluded.active, "
+                    "updated_at = excluded.updated_at, due_at = excluded.due_at",
                     rows.snapshots,
                 )
                 conn.executemany(
@@ -785,10 +801,12 @@ class SQLiteStateStore:
                     rows.removed,
                 )
                 conn.executemany(
-                    "INSERT OR IGNORE INTO events (event_id, tenant_key, type, body, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO events (event_id, tenant_key, type, body, created_at, "
+                    "rollup) VALUES (?, ?, ?, ?, ?, ?)",
                     rows.events,
                 )
+                # Each new event's deliveries, to the sinks registered now (none: pulled and acked).
+                conn.executemany(INSERT_DELIVERIES, ((row[4], row[0]) for row in rows.events))
                 conn.executemany(
                     "INSERT OR REPLACE INTO daily (tenant_key, day, service_id, status, incident_ids, "
                     "feature_groups, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -937,7 +955,17 @@ def _commit_rows(commit: PollCommit, now: str) -> _CommitRows:
             snapshot.data,
             f"snapshot {snapshot.kind} {snapshot.entity_id!r} of {state.tenant_id}",
         )
-        snapshots.append((key, snapshot.kind, snapshot.entity_id, data, int(snapshot.active), now))
+        snapshots.append(
+            (
+                key,
+                snapshot.kind,
+                snapshot.entity_id,
+                data,
+                int(snapshot.active),
+                now,
+                _ts(snapshot.due),
+            )
+        )
     events = []
     for event in commit.events:
         try:
@@ -946,7 +974,9 @@ def _commit_rows(commit: PollCommit, now: str) -> _CommitRows:
             raise TypeError(
                 f"event {event.id} ({event.type}) cannot be stored as JSON: {exc}"
             ) from None
-        events.append((event.id, _key(event.tenant_id), str(event.type), body, now))
+        events.append(
+            (event.id, _key(event.tenant_id), str(event.type), body, now, int(event.rollup))
+        )
     daily = []
     for record in commit.daily:
         daily.append(

@@ -26,8 +26,13 @@ from .events import WatchEvent
 
 __all__ = [
     "DailyStatus",
+    "Delivery",
+    "DeliveryRecord",
     "EntityKind",
+    "OutboxStore",
     "PollCommit",
+    "RollupRecord",
+    "SinkInfo",
     "Snapshot",
     "StateStore",
     "StateStoreError",
@@ -73,6 +78,9 @@ class Snapshot:
     entity_id: str
     data: Mapping[str, Any]
     active: bool = False
+    # When an action is required by (a Message Center post's actionRequiredByDateTime), indexed
+    # so that the posts coming due can be found without reading every snapshot.
+    due: datetime | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -164,3 +172,119 @@ class StateStore(Protocol):
         self, tenant_id: str, since: date, until: date, service_id: str | None = None
     ) -> list[DailyStatus]:
         """The daily records of a tenant from ``since`` to ``until`` (both included)."""
+
+    async def due_snapshots(
+        self, tenant_id: str, kind: EntityKind, until: datetime
+    ) -> dict[str, Snapshot]:
+        """Snapshots of ``kind`` whose ``due`` is set and at or before ``until``, by entity id."""
+
+
+# -- the outbox: deliveries per sink ------------------------------------------------------------------
+
+DeliveryState = Literal["pending", "delivered", "dead"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = ("pending", "delivered", "dead")
+
+
+@attrs.frozen(kw_only=True)
+class SinkInfo:
+    """A sink as the outbox knows it: events stored after it was first registered are delivered to
+    it (per-tenant events to a sink without ``rollup``, rollups to one with it)."""
+
+    name: str
+    kind: str
+    rollup: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """One event due for one sink."""
+
+    sink: str
+    event: WatchEvent
+    seq: int
+    attempts: int
+    created_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRecord:
+    """One event's delivery state for one sink (``servicecomms watch deliveries``)."""
+
+    event_id: str
+    sink: str
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    type: str
+    tenant_id: str
+    subject: str
+
+
+@attrs.frozen(kw_only=True)
+class RollupRecord:
+    """Which tenants a rollup (one change seen in several tenants) has reported so far."""
+
+    key: str
+    tenants: tuple[str, ...]
+    first_seen: datetime
+
+
+class OutboxStore(Protocol):
+    """The outbox half of a state store: each event's delivery state per sink, stored with the
+    events themselves (a poll's commit creates the deliveries of its events), and the rollups."""
+
+    async def register_sinks(self, sinks: Sequence[SinkInfo]) -> None:
+        """Make the sinks known; a new one takes the events stored from now on (not the backlog)."""
+
+    async def due_deliveries(self, sink: str, now: datetime, *, limit: int) -> list[Delivery]:
+        """Pending deliveries of ``sink`` that are due at ``now``, oldest first; a delivery whose
+        tenant has an earlier one still waiting for its next attempt is not due (per-tenant order)."""
+
+    async def next_attempt(self, sink: str) -> datetime | None:
+        """When the earliest pending delivery of ``sink`` that waits for a retry is due (None: none)."""
+
+    async def mark_delivered(self, sink: str, event_ids: Sequence[str], now: datetime) -> None:
+        """Record delivery; an event delivered to every sink that takes it is acknowledged."""
+
+    async def mark_failed(
+        self,
+        sink: str,
+        event_id: str,
+        *,
+        attempts: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        dead: bool,
+    ) -> None:
+        """Record a failed attempt: retried at ``next_attempt_at``, or ``dead``."""
+
+    async def deliveries(
+        self, *, states: Sequence[DeliveryState] = ("pending", "dead"), sink: str | None = None
+    ) -> list[DeliveryRecord]:
+        """Deliveries in ``states`` (oldest first), of one sink or all."""
+
+    async def replay(
+        self,
+        sink: str,
+        *,
+        since: datetime | None = None,
+        event_id: str | None = None,
+        dead: bool = False,
+    ) -> int:
+        """Deliver again: dead deliveries (``dead``), one event (``event_id``), or every stored
+        event created at or after ``since``; returns how many became pending."""
+
+    async def ack_unrouted(self) -> int:
+        """Acknowledge events that no registered sink takes (e.g. per-tenant events when every sink
+        takes rollups); returns how many."""
+
+    async def rollups(self, keys: Sequence[str]) -> dict[str, RollupRecord]:
+        """The stored rollups among ``keys``."""
+
+    async def commit_rollups(
+        self, records: Sequence[RollupRecord], events: Sequence[WatchEvent]
+    ) -> None:
+        """Store rollup records and their events (with their deliveries) in one transaction."""
