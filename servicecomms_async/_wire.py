@@ -307,13 +307,17 @@ class _Gen:
         not exist yet): until then the name is bound to a stand-in that resolves it, rebinds the
         name to the real function and calls that.
         """
-        name = f"_s{index}"
+        name, shapes = f"_s{index}", f"_sh{index}"
         structure_model, namespace = self.structure_model, self.globals
 
         def resolve_then_structure(value: dict[str, Any]) -> Any:
             structure = namespace[name] = structure_model(cls)
+            # Its key shapes' paths, so that a list of these is read without the general
+            # function's call in between (see nested_list_code).
+            namespace[shapes] = getattr(structure, "shape_of", _no_shape)
             return structure(value)
 
+        self.const(shapes, _no_shape)  # until resolved: every item takes the general function
         return self.const(name, resolve_then_structure)
 
     def nested_list_code(self, index: int, item_cls: type, target: str, v: str) -> list[str]:
@@ -331,7 +335,12 @@ class _Gen:
             f"if {v}.__class__ is not _list: raise _Invalid({expected!r})",
             "x = []",
             f"for i in {v}:",
-            f"    if i.__class__ is _dict: x.append({structure}(i))",
+            "    if i.__class__ is _dict:",
+            # The path of the item's key shape when it has one, as the general function would
+            # take it; the general function itself otherwise (it learns new shapes).
+            f"        p = _sh{index}(_keys_of(i))",
+            "        n = p(i) if p else _M",
+            f"        x.append(n if n is not _M else {structure}(i))",
             *([f"    {other}"] if other else []),
             f"    else: raise _Invalid({expected!r})",
             f"{target} = _tuple(x)",
@@ -371,7 +380,9 @@ class _Gen:
         local = {f.name: f"a{index}" for index, f in enumerate(fields)} | {"extra": "extra"}
         lines.extend(f"    {_store_code(self, f.name, local[f.name])}" for f in self.all_fields)
         lines.append("    return o")
-        return _compile(self.cls.__qualname__, self.strict, lines, self.globals)
+        fn = _compile(self.cls.__qualname__, self.strict, lines, self.globals)
+        fn.shape_of = shapes.get  # type: ignore[attr-defined]
+        return fn
 
     def learner(
         self, shapes: dict[tuple[str, ...], Callable[[dict[str, Any]], Any] | bool]
@@ -623,6 +634,10 @@ def _unique_filename(what: str, source: str) -> str:
             return filename
         count += 1
         filename = f"{base}-{count}>"
+
+
+def _no_shape(keys: tuple[str, ...]) -> None:
+    return None
 
 
 def _matched_wire_name(d: Mapping[str, Any], names: tuple[str, ...]) -> str:
