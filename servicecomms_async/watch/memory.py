@@ -122,6 +122,12 @@ class MemoryStateStore:
                 acked += 1
         return acked
 
+    async def due_snapshots(
+        self, tenant_id: str, kind: EntityKind, until: datetime
+    ) -> dict[str, Snapshot]:
+        stored = self._snapshots.get((tenant_id.lower(), kind), {})
+        return {i: s for i, s in stored.items() if s.due is not None and s.due <= until}
+
     async def daily_statuses(
         self, tenant_id: str, since: date, until: date, service_id: str | None = None
     ) -> list[DailyStatus]:

@@ -70,6 +70,11 @@ CREATE TABLE rollups (
     tenants    BLOB NOT NULL,                   -- JSON array, sorted
     first_seen TEXT NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,                     -- 'rollup_seq': the last event rolled up
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # A commit's new events get their deliveries from the sinks registered when it commits.
@@ -380,6 +385,23 @@ class OutboxMethods:
     async def rollups(self, keys: Sequence[str]) -> dict[str, RollupRecord]:
         return await self._call(self._rollups_sync, list(keys))
 
+    async def unrolled_events(self, *, limit: int) -> tuple[list[WatchEvent], int]:
+        return await self._call(self._unrolled_sync, limit)
+
+    def _unrolled_sync(self, limit: int) -> tuple[list[WatchEvent], int]:
+        try:
+            conn = self._db()
+            row = conn.execute("SELECT value FROM meta WHERE key = 'rollup_seq'").fetchone()
+            after = int(row[0]) if row else 0
+            rows = conn.execute(
+                "SELECT seq, body FROM events WHERE seq > ? AND rollup = 0 ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("reading events to roll up", exc) from exc
+        last = rows[-1][0] if rows else after
+        return [WatchEvent.from_json(body) for _, body in rows], last
+
     def _rollups_sync(self, keys: list[str]) -> dict[str, RollupRecord]:
         from .sqlite import _IN_CHUNK, _dt, _loads
 
@@ -402,12 +424,14 @@ class OutboxMethods:
         return found
 
     async def commit_rollups(
-        self, records: Sequence[RollupRecord], events: Sequence[WatchEvent]
+        self, records: Sequence[RollupRecord], events: Sequence[WatchEvent], *, through_seq: int
     ) -> None:
         self._writable()
-        await self._call(self._commit_rollups_sync, list(records), list(events))
+        await self._call(self._commit_rollups_sync, list(records), list(events), through_seq)
 
-    def _commit_rollups_sync(self, records: list[RollupRecord], events: list[WatchEvent]) -> None:
+    def _commit_rollups_sync(
+        self, records: list[RollupRecord], events: list[WatchEvent], through_seq: int
+    ) -> None:
         from .sqlite import _dumps, _now, _ts
 
         now = _ts(_now())
@@ -427,6 +451,10 @@ class OutboxMethods:
                 ((i, str(e.type), body, now) for (i, body), e in zip(rows, events, strict=True)),
             )
             conn.executemany(INSERT_DELIVERIES, ((now, i) for i, _ in rows))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_seq', ?)",
+                (str(through_seq),),
+            )
 
         self._transaction("storing rollups", run)
 

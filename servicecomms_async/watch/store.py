@@ -284,7 +284,12 @@ class OutboxStore(Protocol):
     async def rollups(self, keys: Sequence[str]) -> dict[str, RollupRecord]:
         """The stored rollups among ``keys``."""
 
+    async def unrolled_events(self, *, limit: int) -> tuple[list[WatchEvent], int]:
+        """Per-tenant events stored after the last rolled-up one (oldest first, at most ``limit``),
+        and the ``seq`` of the last of them (to pass to :meth:`commit_rollups`)."""
+
     async def commit_rollups(
-        self, records: Sequence[RollupRecord], events: Sequence[WatchEvent]
+        self, records: Sequence[RollupRecord], events: Sequence[WatchEvent], *, through_seq: int
     ) -> None:
-        """Store rollup records and their events (with their deliveries) in one transaction."""
+        """Store rollup records and their events (with their deliveries), and that every event up to
+        ``through_seq`` is rolled up, in one transaction: a crash in between rolls them up again."""

@@ -90,6 +90,8 @@ class Watcher:
     each with ``"baseline": true`` in ``data``; ``"all"`` every issue, post and service; ``"none"``
     nothing. ``overlap`` (10 minutes) is subtracted from the cursor; ``full_resync`` (6 hours) is how
     often a tenant is asked without the filter; ``concurrency`` and ``tenant_timeout`` are the scan's.
+    ``action_due`` (30, 7 and 1 days; empty: none) are the thresholds of ``message.action_due``: once
+    per threshold when a post's ``actionRequiredByDateTime`` comes that close.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class Watcher:
         concurrency: int = _constants.SCAN_CONCURRENCY,
         tenant_timeout: float | None = None,
         page_size: int = _constants.GRAPH_MAX_PAGE_SIZE,
+        action_due: Sequence[int] = (30, 7, 1),
     ) -> None:
         if getattr(session, "dialect", None) is not GRAPH:
             raise TypeError(
@@ -127,6 +130,11 @@ class Watcher:
         self.concurrency = validate_int(concurrency, "concurrency", minimum=1)
         self.tenant_timeout = validate_seconds(tenant_timeout, "tenant_timeout", allow_none=True)
         self.page_size = validate_int(page_size, "page_size", minimum=1)
+        if isinstance(action_due, (str, bytes)):
+            raise TypeError("action_due must be a sequence of days, such as (30, 7, 1)")
+        self.action_due: tuple[int, ...] = tuple(
+            sorted({validate_int(d, "action_due", minimum=1) for d in action_due}, reverse=True)
+        )
         if isinstance(store, (str, os.PathLike)):
             self._store: StateStore = SQLiteStateStore(os.fspath(store))
             self._owns_store = True
@@ -297,11 +305,14 @@ class Watcher:
                     previous_poll=state.last_success if state is not None else None,
                 )
                 active = kind == "issue" and entity.get("isResolved") is not True
+                due = _parse(entity.get("actionRequiredByDateTime")) if kind == "message" else None
                 snapshots.append(
-                    Snapshot(kind=kind, entity_id=entity_id, data=entity, active=active)
+                    Snapshot(kind=kind, entity_id=entity_id, data=entity, active=active, due=due)
                 )
             if kind == "issue":
                 current_issues = by_id
+            if kind == "message":
+                events += await self._coming_due(tenant, by_id, seen, state)
         if state is not None and state.failures_in_a_row:
             events.append(_recovered(tenant, state, server_time))
         daily = await self._daily(tenant, server_time, fetched["service"], current_issues)
@@ -322,6 +333,52 @@ class Watcher:
                 daily=daily,
             )
         )
+        return events
+
+    async def _coming_due(
+        self,
+        tenant: str,
+        fresh: Mapping[str, Mapping[str, Any]],
+        seen: Observation,
+        state: TenantState | None,
+    ) -> list[WatchEvent]:
+        """``message.action_due`` for the posts whose ``actionRequiredByDateTime`` came within a
+        threshold since the previous poll: once per threshold (the tightest crossed, when a poll
+        crosses several), never for a post already past due."""
+        if not self.action_due or (seen.baseline and self.baseline != "all"):
+            return []
+        now = seen.time
+        widest = timedelta(days=max(self.action_due))
+        stored = await self._store.due_snapshots(tenant, "message", now + widest)
+        posts: dict[str, Mapping[str, Any]] = {i: s.data for i, s in stored.items()}
+        posts.update(fresh)
+        previous = state.last_success if state is not None else None
+        events: list[WatchEvent] = []
+        for post_id, post in posts.items():
+            due = _parse(post.get("actionRequiredByDateTime"))
+            if due is None or due <= now:
+                continue
+            crossed = [
+                days
+                for days in self.action_due
+                if due - timedelta(days=days) <= now
+                and (previous is None or due - timedelta(days=days) > previous)
+            ]
+            if not crossed:
+                continue
+            days = min(crossed)
+            events.append(
+                seen.event(
+                    EventType.MESSAGE_ACTION_DUE,
+                    post_id,
+                    f"{days}:{due.isoformat()}",
+                    {
+                        "entity": dict(post),
+                        "thresholdDays": days,
+                        "dueDateTime": post.get("actionRequiredByDateTime"),
+                    },
+                )
+            )
         return events
 
     def _resync_due(self, state: TenantState, now: datetime) -> bool:
