@@ -98,7 +98,9 @@ ADMIN_CENTERS: dict[str, str] = {
     "china": "https://portal.partner.microsoftonline.cn",
 }
 """The Microsoft 365 admin center per cloud, for the "view in the admin center" links of chat
-messages."""
+messages (``admin_center=`` overrides). Public and GCC are documented; the GCC High, DoD and China
+portals are the admin portals Microsoft names for those clouds, and the deep links the templates
+build under them are [inferred]."""
 
 
 # -- targets and secrets ----------------------------------------------------------------------
@@ -337,9 +339,9 @@ class _HttpSink:
         # No aiohttp object (the response holds the URL) may outlive the attempt in this frame.
         del body, headers, resp
         if failure is not None:
-            message = self._target.scrub(failure, *self._secrets())[:ERROR_TEXT_SHOWN]
+            failure = self._target.scrub(failure, *self._secrets())[:ERROR_TEXT_SHOWN]
             raise DeliveryError(
-                f"{self._where()}: event {event.id} not delivered: {message}",
+                f"{self._where()}: event {event.id} not delivered: {failure}",
                 retryable=True,
                 delivered=delivered,
             )
@@ -620,7 +622,7 @@ class TeamsSink(_HttpSink):
                 issued = await issued
             token, expires_on = issued.token, float(issued.expires_on)
         except Exception as exc:  # azure-identity's errors (ClientAuthenticationError, ...)
-            failure = f"{type(exc).__name__}: {exc}"
+            failure = self._target.scrub(f"{type(exc).__name__}: {exc}")
         else:
             self._token, self._token_expires = Secret(token), expires_on
             del token
@@ -668,7 +670,8 @@ class TeamsSink(_HttpSink):
 
 class SlackSink(_HttpSink):
     """A Slack incoming webhook: one message per event (``templates.slack_message``, or
-    ``render``), paced at one request a second per URL. A 429 is retryable after its
+    ``render``), paced at one request a second per URL. ``cloud`` (or ``admin_center``) picks the
+    admin center the message links to. A 429 is retryable after its
     ``Retry-After``; Slack's error answers (``invalid_payload``, ``no_text``, ``channel_not_found``,
     ...) are quoted in the error. ``rollup`` is always True."""
 
@@ -679,7 +682,8 @@ class SlackSink(_HttpSink):
         url: str | URL,
         *,
         name: str = "slack",
-        admin_center: str = ADMIN_CENTERS["public"],
+        cloud: Cloud | str = "public",
+        admin_center: str | None = None,
         render: Render | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -692,7 +696,10 @@ class SlackSink(_HttpSink):
         del checked  # a yarl URL's repr is the whole URL
         super().__init__(target, name=name, timeout=timeout)
         self.rollup = True
-        self.admin_center = admin_center
+        self.cloud = get_cloud(cloud)
+        self.admin_center = admin_center or ADMIN_CENTERS.get(
+            self.cloud.name, ADMIN_CENTERS["public"]
+        )
         self._render = render
         self._pacer = _pacer_for(self.kind, self._target, SLACK_INTERVAL)
 
@@ -814,10 +821,15 @@ def _http_sink(
     if problem is not None:
         raise ValueError(problem)
     assert url is not None
+    if kind != "webhook" and (secret is not None or token is not None):
+        raise ValueError(
+            f"{kind} sink {name!r}: a signing secret or bearer token is for webhook sinks only"
+            + (" (Teams takes a credential)" if kind == "teams" else "")
+        )
     if kind == "teams":
         return TeamsSink(url, name=name, credential=credential, cloud=cloud, timeout=timeout)
     if kind == "slack":
-        return SlackSink(url, name=name, timeout=timeout)
+        return SlackSink(url, name=name, cloud=cloud, timeout=timeout)
     signing: str | None = None
     if secret is not None:
         if not secret.startswith(("env:", "file:")):
