@@ -41,8 +41,16 @@ class ApiClient:
         self.tenant_id = tenant_id
         self._base_url = base_url
         self._root_text = _root_text(self.dialect, base_url, tenant_id)
-        self._root = URL(self._root_text, encoded=True)
+        self._root_url: URL | None = None
         self._options = options
+
+    @property
+    def _root(self) -> URL:
+        """Where this tenant's resources are (made on first use: a scan's list calls join text)."""
+        root = self._root_url
+        if root is None:
+            root = self._root_url = URL(self._root_text, encoded=True)
+        return root
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.tenant_id!r})"
@@ -110,12 +118,12 @@ class ApiClient:
 # it needs no escaping: a tenant's root URL is the dialect's root for a stand-in tenant, with the
 # stand-in replaced, made once per (dialect, base URL) instead of two URL joins per tenant.
 _STAND_IN = "servicecomms-tenant.invalid"
-_ROOTS: dict[tuple[str, str], str] = {}
+_ROOTS: dict[tuple[str, URL], str] = {}
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")  # no dot segments
 
 
 def _root_text(dialect: Dialect, base_url: URL, tenant_id: str) -> str:
-    key = (dialect.name, str(base_url))
+    key = (dialect.name, base_url)
     template = _ROOTS.get(key)
     if template is None:
         template = str(dialect.root(base_url, _STAND_IN))

@@ -83,17 +83,19 @@ class PageQuery:
     _first: str = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        params: dict[str, str | int] = dict(self.params)
-        if self.page_size is not None:
-            params["$top"] = self.page_size
-        first = f"{self.endpoint}?{encode_query(params)}" if params else str(self.endpoint)
+        first = ""  # no query: the first page is the endpoint itself
+        if self.params or self.page_size is not None:
+            params: dict[str, str | int] = dict(self.params)
+            if self.page_size is not None:
+                params["$top"] = self.page_size
+            first = f"{self.endpoint}?{encode_query(params)}"
         object.__setattr__(self, "_first", first)
 
     def url(self, skip: int) -> URL:
+        if not self._first:
+            return self.endpoint
         if skip and self.page_size is not None:
             return URL(f"{self._first}&$skip={int(skip)}", encoded=True)
-        if not self.params and self.page_size is None:
-            return self.endpoint
         return URL(self._first, encoded=True)
 
 
