@@ -423,8 +423,15 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
         "--sink",
         action="append",
         metavar="[NAME=]KIND:TARGET",
-        help="where events go (repeatable): jsonl:PATH appends one CloudEvent a line, jsonl:- "
-        "writes them to stdout (the default)",
+        help="where events go (repeatable): jsonl:PATH (one CloudEvent a line; jsonl:- is stdout, "
+        "the default), webhook:URL (signed with $SERVICECOMMS_WEBHOOK_SECRET), teams:env:VAR or "
+        "slack:env:VAR (the URL from a variable or file:PATH: chat URLs are secrets)",
+    )
+    _add_delivery(group)
+    group.add_argument(
+        "--rollup",
+        action="store_true",
+        help="every sink gets one event per change across tenants (teams and slack always do)",
     )
     group.add_argument(
         "--concurrency",
@@ -452,6 +459,58 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
     status.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
     status.add_argument("--format", choices=("table", "json"), default="table", help="output")
     status.add_argument("--wide", action="store_true", help="tables at their full width")
+    deliveries = subcommands.add_parser(
+        "deliveries",
+        help="the pending and dead deliveries, per event and sink",
+        description="List the deliveries of a watch state file that are pending or dead (read-only).",
+        formatter_class=HelpFormatter,
+    )
+    deliveries.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
+    deliveries.add_argument("--format", choices=("table", "json"), default="table", help="output")
+    deliveries.add_argument("--wide", action="store_true", help="tables at their full width")
+    replay = subcommands.add_parser(
+        "replay",
+        help="deliver events to a sink again (dead ones, one event, or all since a time)",
+        description="Make deliveries to one sink pending again. With the sink's definition "
+        "(--sink NAME=KIND:TARGET, or --config with it) they are delivered now; otherwise the next "
+        "watch run delivers them.",
+        formatter_class=HelpFormatter,
+    )
+    replay.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
+    replay.add_argument(
+        "--sink", required=True, metavar="NAME[=KIND:TARGET]", help="the sink, by its name"
+    )
+    replay.add_argument("--config", metavar="FILE", help="the watch's TOML file of [[sinks]]")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--since", type=types.when("--since"), metavar="TIME", help="events since")
+    which.add_argument("--id", dest="event_id", type=types.text("--id"), help="one event")
+    which.add_argument("--dead", action="store_true", help="the dead deliveries")
+    _add_delivery(replay, config=False)
+    replay.add_argument("--cloud", choices=sorted(CLOUDS), default="public", help="Teams' cloud")
+
+
+def _add_delivery(group: Any, *, config: bool = True) -> None:
+    """The delivery options of ``watch`` and ``watch replay``."""
+    if config:
+        group.add_argument(
+            "--config",
+            metavar="FILE",
+            help="a TOML file of [[sinks]] (name, kind, target, secret, token, rollup, auth)",
+        )
+    group.add_argument(
+        "--delivery-attempts",
+        type=types.count("--delivery-attempts"),
+        default=8,
+        metavar="N",
+        help="tries per event and sink before it is dead",
+    )
+    group.add_argument(
+        "--delivery-timeout",
+        type=types.seconds("--delivery-timeout"),
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a run waits for retries (Retry-After included) before leaving the rest pending",
+    )
 
 
 def _add_shape(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ import anyio.to_thread
 from ..errors import ServiceCommsError
 from .events import WatchEvent
 
-__all__ = ["DeliveryError", "JsonlSink", "Sink", "parse_sink"]
+__all__ = ["DeliveryError", "JsonlSink", "Sink"]
 
 
 class DeliveryError(ServiceCommsError):
@@ -148,20 +148,3 @@ class _Text:
 
     def close(self) -> None:
         return None
-
-
-def parse_sink(spec: str, *, stdout: TextIO | None = None) -> Sink:
-    """A sink from ``[NAME=]KIND:TARGET``, e.g. ``jsonl:events.jsonl`` or ``jsonl:-`` (``stdout``)."""
-    name, sep, rest = spec.partition("=")
-    if not sep or ":" in name:
-        name, rest = "", spec
-    kind, sep, target = rest.partition(":")
-    if not sep or not target:
-        raise ValueError(
-            f"a sink is KIND:TARGET, such as jsonl:events.jsonl or jsonl:-, got {spec!r}"
-        )
-    if kind != "jsonl":
-        raise ValueError(
-            f"unknown sink kind {kind!r}: this version delivers to jsonl:PATH or jsonl:-"
-        )
-    return JsonlSink(target, name=name or kind, stdout=stdout)

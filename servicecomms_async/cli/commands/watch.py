@@ -3,10 +3,11 @@
 ``watch --once`` runs one cycle, delivers, and exits (0 when every tenant was polled, 1 when some
 failed): for cron and Kubernetes CronJobs. Without it the watcher polls every ``--interval`` until
 Ctrl-C or SIGTERM; a tenant's poll either commits whole or leaves no trace, so stopping at any moment
-loses nothing. Events are acknowledged in the state file only after the sink has them durably, so a
-crash in between delivers them again, with the same ids.
+loses nothing. Each event is delivered to every sink through the state file's outbox and marked
+delivered only once the sink has it, so a crash in between delivers it again, with the same id.
 
-``watch status`` prints each tenant's state from the state file, read-only.
+``watch status`` prints each tenant's state, ``watch deliveries`` the pending and dead deliveries,
+``watch replay`` makes deliveries pending again (and delivers them when it knows the sink).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any, TextIO
 import anyio
 
 from ...watch import SQLiteStateStore, Watcher
-from ...watch.sinks import JsonlSink, Sink, parse_sink
-from ...watch.store import StateStore, StateStoreError
+from ...watch.config import load_config, sinks_from
+from ...watch.outbox import DeliveryPolicy, Outbox, OutboxReport
+from ...watch.sinks import JsonlSink, Sink
+from ...watch.store import StateStoreError
 from ..auth import Auth, make_auth, make_session
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ..output.console import Printer, table
@@ -32,34 +35,35 @@ from ..tenants import read_tenants
 EXIT_TERMINATED = EXIT_OK  # SIGTERM asks for a stop; stopping cleanly is success
 
 
-def sinks_of(args: argparse.Namespace, stdout: TextIO) -> list[Sink]:
-    specs: list[str] = args.sink or ["jsonl:-"]
-    sinks: list[Sink] = []
-    for spec in specs:
-        try:
-            sinks.append(parse_sink(spec, stdout=stdout))
-        except ValueError as exc:
-            raise UsageError(f"--sink: {exc}") from None
-    names = [s.name for s in sinks]
-    if len(set(names)) != len(names):
-        raise UsageError("--sink: two sinks have the same name: name them NAME=KIND:TARGET")
-    return sinks
+def sinks_of(
+    args: argparse.Namespace,
+    stdout: TextIO,
+    environ: Mapping[str, str],
+    *,
+    default: Sequence[str] = ("jsonl:-",),
+) -> list[Sink]:
+    """The sinks of ``--sink`` and ``--config`` (``default`` when neither names one)."""
+    config_path = getattr(args, "config", None)
+    try:
+        config = load_config(config_path) if config_path else None
+        specs: list[str] = list(getattr(args, "sink", None) or [])
+        if not specs and not (config or {}).get("sinks"):
+            specs = list(default)
+        return sinks_from(
+            specs,
+            config,
+            environ=environ,
+            stdout=stdout,
+            rollup=getattr(args, "rollup", False),
+            cloud=getattr(args, "cloud", "public"),
+        )
+    except ValueError as exc:
+        flag = "--config" if config_path and "sink" not in str(exc)[:5] else "--sink"
+        raise UsageError(f"{flag}: {exc}") from None
 
 
-def open_store(path: str, *, readonly: bool = False) -> StateStore:
-    return SQLiteStateStore(path, readonly=readonly)
-
-
-async def deliver_pending(store: StateStore, sinks: Sequence[Sink]) -> int:
-    """Hand every pending event to every sink, then acknowledge it; returns how many."""
-    pending = await store.pending_events()
-    if not pending:
-        return 0
-    events = [stored.event for stored in pending]
-    for sink in sinks:
-        await sink.deliver(events)
-    await store.ack(e.id for e in events)
-    return len(events)
+def policy_of(args: argparse.Namespace) -> DeliveryPolicy:
+    return DeliveryPolicy(attempts=args.delivery_attempts)
 
 
 async def run(
@@ -69,20 +73,24 @@ async def run(
     stderr: TextIO,
     environ: Mapping[str, str],
 ) -> int:
-    if args.watch_command == "status":
+    command = args.watch_command
+    if command == "status":
         return await run_status(args, stdout)
+    if command == "deliveries":
+        return await run_deliveries(args, stdout)
+    if command == "replay":
+        return await run_replay(args, stdout, environ)
     if not args.state:
         raise UsageError("watch: --state PATH is required (the state file to create or continue)")
     if (args.tenant is None) == (args.tenants is None):
         raise UsageError("watch: give --tenant T or --tenants FILE")
     tenants = [args.tenant] if args.tenant is not None else read_tenants(args.tenants, stdin)
-    sinks = sinks_of(args, stdout)
-    if any(isinstance(s, JsonlSink) and s.target == "-" for s in sinks):
-        info = Printer(stderr)  # stdout carries the events
-    else:
-        info = Printer(stdout)
+    sinks = sinks_of(args, stdout, environ)
+    on_stdout = any(isinstance(s, JsonlSink) and s.target == "-" for s in sinks)
+    info = Printer(stderr if on_stdout else stdout)  # stdout may carry the events
     auth: Auth = make_auth(args, environ, stderr)
-    store = open_store(args.state)
+    store = SQLiteStateStore(args.state)
+    outbox = Outbox(store, sinks, policy_of(args))
     try:
         async with make_session(args, auth, concurrency=args.concurrency) as session, store:
             watcher = Watcher(
@@ -93,28 +101,22 @@ async def run(
                 concurrency=args.concurrency,
                 tenant_timeout=getattr(args, "tenant_timeout", None),
             )
-            return await _loop(args, watcher, store, sinks, info)
+            await outbox.open()
+            return await _loop(args, watcher, outbox, info)
     except StateStoreError as exc:
         raise UsageError(f"--state: {exc}") from None
     finally:
-        for sink in sinks:
-            await sink.aclose()
+        await outbox.aclose()
         await auth.close()
 
 
-async def _loop(
-    args: argparse.Namespace,
-    watcher: Watcher,
-    store: StateStore,
-    sinks: Sequence[Sink],
-    info: Printer,
-) -> int:
+async def _loop(args: argparse.Namespace, watcher: Watcher, outbox: Outbox, info: Printer) -> int:
     # What earlier runs stored but did not deliver goes first.
-    backlog = await deliver_pending(store, sinks)
-    if backlog:
-        info.print(f"delivered {backlog} events left from an earlier run")
+    backlog = await outbox.deliver(within=args.delivery_timeout)
+    if backlog.total_delivered:
+        info.print(f"delivered {backlog.total_delivered} events left from an earlier run")
     if args.once:
-        failed = await _cycle(watcher, store, sinks, info)
+        failed = await _cycle(args, watcher, outbox, info)
         return EXIT_FAILED if failed else EXIT_OK
     stop_code = EXIT_OK
     with anyio.CancelScope() as scope:
@@ -135,30 +137,149 @@ async def _loop(
             group.start_soon(on_signal)
             while True:
                 started = anyio.current_time()
-                await _cycle(watcher, store, sinks, info)
+                await _cycle(args, watcher, outbox, info)
                 await anyio.sleep(max(0.0, args.interval - (anyio.current_time() - started)))
     return stop_code
 
 
 async def _cycle(
-    watcher: Watcher, store: StateStore, sinks: Sequence[Sink], info: Printer
+    args: argparse.Namespace, watcher: Watcher, outbox: Outbox, info: Printer
 ) -> tuple[str, ...]:
     await watcher.poll()
-    delivered = await deliver_pending(store, sinks)
-    report = watcher.last_cycle
-    assert report is not None
-    failed = f", {len(report.failed)} failed" if report.failed else ""
+    rollups = await outbox.roll_up()
+    within = args.delivery_timeout if args.once else min(args.delivery_timeout, args.interval)
+    report = await outbox.deliver(within=within)
+    cycle = watcher.last_cycle
+    assert cycle is not None
+    failed = f", {len(cycle.failed)} failed" if cycle.failed else ""
+    rolled = f" ({len(rollups)} rollups)" if rollups else ""
     info.print(
-        f"{datetime.now(timezone.utc):%H:%M:%S} polled {report.succeeded}/{report.tenants} tenants"
-        f"{failed}: {report.events} new events, {delivered} delivered, {report.requests} requests, "
-        f"{report.seconds:.1f} s"
+        f"{datetime.now(timezone.utc):%H:%M:%S} polled {cycle.succeeded}/{cycle.tenants} tenants"
+        f"{failed}: {cycle.events} new events{rolled}, {report.total_delivered} delivered"
+        f"{_left(report)}, {cycle.requests} requests, {cycle.seconds:.1f} s"
     )
-    return report.failed
+    return cycle.failed
+
+
+def _left(report: OutboxReport) -> str:
+    pending = sum(report.pending.values())
+    dead = sum(report.dead.values())
+    parts = [f"{pending} pending"] if pending else []
+    if dead:
+        parts.append(f"{dead} dead")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+async def run_deliveries(args: argparse.Namespace, stdout: TextIO) -> int:
+    try:
+        async with SQLiteStateStore(args.state, readonly=True) as store:
+            records = await store.deliveries(states=("pending", "dead"))
+    except StateStoreError as exc:
+        raise UsageError(f"--state: {exc}") from None
+    rows = [
+        {
+            "eventId": r.event_id,
+            "sink": r.sink,
+            "state": r.state,
+            "attempts": r.attempts,
+            "lastError": r.last_error,
+            "nextAttemptAt": _iso(r.next_attempt_at),
+            "createdAt": _iso(r.created_at),
+            "type": r.type,
+            "tenantId": r.tenant_id or None,
+            "subject": r.subject,
+        }
+        for r in records
+    ]
+    if args.format == "json":
+        stdout.write(dumps(rows, indent=True) + "\n")
+        stdout.flush()
+        return EXIT_OK
+    printer = Printer(stdout, wide=getattr(args, "wide", False))
+    if not rows:
+        printer.print("no pending or dead deliveries")
+        return EXIT_OK
+    headings = [
+        "event",
+        "sink",
+        "state",
+        "attempts",
+        "next attempt",
+        "type",
+        "subject",
+        "last error",
+    ]
+    cells = [
+        [
+            str(r["eventId"]),
+            str(r["sink"]),
+            str(r["state"]),
+            str(r["attempts"]),
+            str(r["nextAttemptAt"] or ""),
+            str(r["type"]),
+            str(r["subject"]),
+            str(r["lastError"] or ""),
+        ]
+        for r in rows
+    ]
+    printer.print(table(None, headings, cells))
+    return EXIT_OK
+
+
+async def run_replay(args: argparse.Namespace, stdout: TextIO, environ: Mapping[str, str]) -> int:
+    name, _, spec = args.sink.partition("=")
+    sinks: list[Sink] = []
+    if spec or args.config:
+        # The sink's definition is here: deliver now, not only at the next watch run.
+        args.sink_specs = [args.sink] if spec else []
+        known = sinks_of(_with_sinks(args), stdout, environ, default=())
+        sinks = [s for s in known if s.name == name]
+        if not sinks:
+            raise UsageError(f"--sink: {name!r} is not a sink of {args.config}")
+    printer = Printer(stdout)
+    try:
+        async with SQLiteStateStore(args.state) as store:
+            try:
+                count = await store.replay(
+                    name,
+                    since=args.since,
+                    event_id=args.event_id,
+                    dead=args.dead,
+                )
+            except ValueError as exc:
+                raise UsageError(f"--sink: {exc}") from None
+            if not sinks:
+                printer.print(
+                    f"{count} deliveries to {name} are pending again; the next `servicecomms watch` "
+                    "run delivers them"
+                )
+                return EXIT_OK
+            outbox = Outbox(store, sinks, policy_of(args))
+            try:
+                report = await outbox.deliver(within=args.delivery_timeout)
+            finally:
+                await outbox.aclose()
+    except StateStoreError as exc:
+        raise UsageError(f"--state: {exc}") from None
+    printer.print(
+        f"replayed {count} deliveries to {name}: {report.total_delivered} delivered{_left(report)}"
+    )
+    return (
+        EXIT_OK
+        if not sum(report.pending.values()) and not sum(report.dead.values())
+        else EXIT_FAILED
+    )
+
+
+def _with_sinks(args: argparse.Namespace) -> argparse.Namespace:
+    copy = argparse.Namespace(**vars(args))
+    copy.sink = args.sink_specs
+    return copy
 
 
 async def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
     try:
-        async with open_store(args.state, readonly=True) as store:
+        async with SQLiteStateStore(args.state, readonly=True) as store:
             states = await store.tenant_states()
             pending = await store.pending_counts()
     except StateStoreError as exc:
