@@ -44,7 +44,10 @@ Contract:
   succeeds or fails otherwise releases them.
 
 The task group lives in the :class:`Scan` context manager, never in an async generator (see anyio's
-notes on cancel scopes and async generators); iterating a scan just receives from a memory stream.
+notes on cancel scopes and async generators). It runs a fixed pool of ``min(concurrency, tenants)``
+workers, each taking the next tenant until none is left; a worker puts a pager's page of results
+into the scan's bounded channel at once (the tenant's final result with its last page), and
+iterating a scan takes them from there one at a time.
 """
 
 from __future__ import annotations
