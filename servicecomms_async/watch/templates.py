@@ -145,7 +145,9 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIPPED:
             self.skipping = max(0, self.skipping - 1)
-        elif tag in self.BLOCKS:
+        elif tag == "p":
+            self.parts.append("\n\n")
+        elif tag in self.BLOCKS and tag != "li":
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
@@ -305,6 +307,9 @@ class _Message:
     tenants_label: str = ""
     tenants: list[str] = field(default_factory=list)
     tenant_total: int = 0
+    tenant_summary: str = (
+        ""  # for a rollup: "400 tenants", "now also in 3 more tenants (12 in all)"
+    )
     body_heading: str = ""
     body: str = ""
     link: str = ""
@@ -365,7 +370,7 @@ def _tenants(event: WatchEvent) -> tuple[str, list[str], int, list[str]]:
     """(label, tenants to name, total, notes) for the tenant part of a message."""
     data = event.data
     if not event.rollup:
-        tenant = _plain(data.get("tenantId")) or event.tenant_id
+        tenant = _plain(data.get("tenantId")) or _plain(event.tenant_id)
         return ("", [], 0, []) if not tenant else ("Tenant", [tenant], 1, [])
     affected = [_plain(t) for t in _list(data.get("affectedTenants"))]
     count = data.get("tenantCount")
@@ -376,6 +381,16 @@ def _tenants(event: WatchEvent) -> tuple[str, list[str], int, list[str]]:
         note = f"Now also in {more} more tenant{'s' if more != 1 else ''} ({total} in all)."
         return "New tenants", added, more, [note]
     return "Tenants", affected, total, []
+
+
+def _tenant_summary(event: WatchEvent) -> str:
+    """A rollup's tenants in a few words (empty for one tenant's event)."""
+    if not event.rollup:
+        return ""
+    _, _, total, notes = _tenants(event)
+    if notes:
+        return notes[0].rstrip(".")
+    return f"{total} tenant{'s' if total != 1 else ''}"
 
 
 def _list(value: Any) -> list[Any]:
@@ -421,7 +436,7 @@ def _issue_message(event: WatchEvent, admin_center: str) -> _Message:
     baseline = data.get("baseline") is True
     if baseline and event.type == EventType.ISSUE_OPENED:
         verb = "open"
-    issue_id = _plain(entity.get("id")) or event.subject
+    issue_id = _plain(entity.get("id")) or _plain(event.subject)
     service = _plain(entity.get("service"))
     label_tenants, tenants, total, notes = _tenants(event)
     if baseline:
@@ -464,6 +479,7 @@ def _issue_message(event: WatchEvent, admin_center: str) -> _Message:
         tenants_label=label_tenants if event.rollup else "",
         tenants=tenants if event.rollup else [],
         tenant_total=total,
+        tenant_summary=_tenant_summary(event),
         body_heading=heading,
         body=body,
         link=_link(admin_center, "servicehealth/:/alerts", issue_id),
@@ -474,7 +490,7 @@ def _issue_message(event: WatchEvent, admin_center: str) -> _Message:
 def _message_message(event: WatchEvent, admin_center: str) -> _Message:
     data = event.data
     entity = _mapping(data.get("entity"))
-    message_id = _plain(entity.get("id")) or event.subject
+    message_id = _plain(entity.get("id")) or _plain(event.subject)
     label_tenants, tenants, total, notes = _tenants(event)
     if event.type == EventType.MESSAGE_ACTION_DUE:
         days = data.get("thresholdDays")
@@ -519,6 +535,7 @@ def _message_message(event: WatchEvent, admin_center: str) -> _Message:
         tenants_label=label_tenants if event.rollup else "",
         tenants=tenants if event.rollup else [],
         tenant_total=total,
+        tenant_summary=_tenant_summary(event),
         body_heading="Message" if body else "",
         body=body,
         link=_link(admin_center, "MessageCenter/:/messages", message_id),
@@ -530,7 +547,7 @@ def _service_message(event: WatchEvent, admin_center: str) -> _Message:
     data = event.data
     entity = _mapping(data.get("entity"))
     previous = _mapping(data.get("previous"))
-    service = _plain(entity.get("service")) or _plain(entity.get("id")) or event.subject
+    service = _plain(entity.get("service")) or _plain(entity.get("id")) or _plain(event.subject)
     status = _words(entity.get("status"))
     label_tenants, tenants, total, notes = _tenants(event)
     if data.get("baseline") is True:
@@ -552,6 +569,7 @@ def _service_message(event: WatchEvent, admin_center: str) -> _Message:
         tenants_label=label_tenants if event.rollup else "",
         tenants=tenants if event.rollup else [],
         tenant_total=total,
+        tenant_summary=_tenant_summary(event),
         link=f"{admin_center}/#/servicehealth",
         link_label="View service health in the admin center",
         footer=_footer(event),
@@ -561,7 +579,7 @@ def _service_message(event: WatchEvent, admin_center: str) -> _Message:
 def _tenant_message(event: WatchEvent, admin_center: str) -> _Message:
     data = event.data
     label_tenants, tenants, total, notes = _tenants(event)
-    tenant = _plain(data.get("tenantId")) or event.tenant_id or event.subject
+    tenant = _plain(data.get("tenantId")) or event.tenant_id or _plain(event.subject)
     if event.type == EventType.TENANT_FAILED:
         error = _mapping(data.get("error"))
         facts = [
@@ -596,6 +614,7 @@ def _tenant_message(event: WatchEvent, admin_center: str) -> _Message:
         tenants_label=label_tenants if event.rollup else "",
         tenants=tenants if event.rollup else [],
         tenant_total=total,
+        tenant_summary=_tenant_summary(event),
         body_heading=heading,
         body=body,
         footer=_footer(event),
@@ -613,6 +632,7 @@ def _generic_message(event: WatchEvent, admin_center: str) -> _Message:
         tenants_label=label_tenants if event.rollup else "",
         tenants=tenants if event.rollup else [],
         tenant_total=total,
+        tenant_summary=_tenant_summary(event),
         link=f"{admin_center}/#/servicehealth",
         footer=_footer(event),
     )
@@ -642,24 +662,35 @@ def _describe(event: WatchEvent, admin_center: str) -> _Message:
 
 
 def _tenant_list(message: _Message, shown: int, text: int) -> str:
-    names = [cut(t, 100) for t in message.tenants[: max(shown, 0)]]
+    """Up to ``shown`` tenants, as many as fit in about ``4 * text`` characters, then "and N more"."""
+    room = max(text * 4, 200)
+    names: list[str] = []
+    used = 0
+    for tenant in message.tenants[: max(shown, 0)]:
+        name = cut(tenant, 120)
+        if names and used + len(name) + 2 > room:
+            break
+        names.append(name)
+        used += len(name) + 2
     rest = max(message.tenant_total, len(message.tenants)) - len(names)
     listing = ", ".join(names)
     if rest > 0:
         listing = f"{listing}, and {rest} more" if listing else f"{rest} tenants"
-    return cut(listing, max(text * 4, 200))
+    return listing
 
 
 # -- Microsoft Teams -----------------------------------------------------------------------------------------
 
 _MD_INLINE = re.compile(r"([\\`*_~\[\]<>{}])")
-_MD_LINE = re.compile(r"^(\s*)([#>+\-=]|\d+(?=[.)]))", re.MULTILINE)
+_MD_LINE = re.compile(r"^(\s*)([#>+\-=])", re.MULTILINE)
+_MD_NUMBERED = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
 
 
 def _md(text: str) -> str:
     """``text`` for a TextBlock: every character the markdown subset reacts to backslash-escaped."""
     escaped = _MD_INLINE.sub(r"\\\1", text)
-    return _MD_LINE.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
+    escaped = _MD_LINE.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
+    return _MD_NUMBERED.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped)
 
 
 def _md_paragraphs(text: str) -> str:
@@ -918,8 +949,8 @@ def _slack_text(message: _Message) -> str:
     parts = [message.title_line]
     if message.title:
         parts.append(message.title)
-    if message.tenants_label and message.tenant_total > 1:
-        parts.append(f"{message.tenant_total} tenants")
+    if message.tenant_summary:
+        parts.append(message.tenant_summary)
     return _cut_mrkdwn(" \u2014 ".join(parts), SLACK_TEXT_BUDGET)
 
 
