@@ -126,7 +126,15 @@ def test_events_on_stdout_and_a_failing_tenant_exits_1(emu: Emulator, tmp_path: 
             "unknown sink kind 'sms'",
         ),
         (
-            ("--once", "--tenant", "x.example.com", "--state", "s.db", "--sink", "slack:https://h/x"),
+            (
+                "--once",
+                "--tenant",
+                "x.example.com",
+                "--state",
+                "s.db",
+                "--sink",
+                "slack:https://h/x",
+            ),
             "a slack URL is a secret",
         ),
         (
@@ -279,3 +287,113 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         )
         WatchEvent.from_cloudevent(mine)
     assert kills >= 10, f"only {kills} of 20 runs were killed before they ended (seed {seed})"
+
+
+class _Collector:
+    """A webhook receiver on its own loop in a thread (reachable from subprocesses): it takes every
+    event, slowly, and keeps each body it got by event id."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.bodies: dict[str, set[bytes]] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        import asyncio
+
+        body = await request.read()
+        await asyncio.sleep(0.005)  # slow enough for a kill to land in the middle of delivering
+        self.bodies.setdefault(request.headers["webhook-id"], set()).add(body)
+        return web.Response(status=204)
+
+    def __enter__(self) -> _Collector:
+        import asyncio
+
+        self.thread.start()
+
+        async def start() -> web.AppRunner:
+            app = web.Application()
+            app.router.add_post("/hook", self._handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            return runner
+
+        self.runner = asyncio.run_coroutine_threadsafe(start(), self.loop).result()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def test_kill_9_while_delivering_to_a_webhook_loses_nothing(tmp_path: Path) -> None:
+    seed = int(os.environ.get("WATCH_CRASH_SEED", random.randrange(1 << 32)))
+    print(f"WATCH_CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    secret = "whsec_" + "a2lsbC05IHdoaWxlIGRlbGl2ZXJpbmcgdGhlIGV2ZW50cw=="
+    environ = {**os.environ, "SERVICECOMMS_WEBHOOK_SECRET": secret}
+    config = EmulatorConfig(seed=33, tenants=6, messages_per_tenant=40, degraded_ratio=0.5)
+    with ThreadedEmulator(config, graph_token_validator=_tokens) as emulator, _Collector() as hook:
+        tenants = tenants_file(tmp_path, emulator.tenant_ids)
+        reference = tmp_path / "reference.jsonl"
+        once = ("--once", "--baseline", "all", "--tenants", str(tenants))
+        subprocess.run(
+            command(
+                emulator, *once, "--state", str(tmp_path / "ref.db"), "--sink", f"jsonl:{reference}"
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        expected = {e["id"] for e in lines(reference)}
+        state = tmp_path / "watch.db"
+        run = command(emulator, *once, "--state", str(state), "--sink", f"hook=webhook:{hook.url}")
+        started = time.monotonic()
+        subprocess.run(run, env=environ, capture_output=True, timeout=120)  # a whole run, to time
+        whole = time.monotonic() - started
+        hook.bodies.clear()
+        state.unlink()
+        for run_number in range(10):
+            process = subprocess.Popen(
+                run, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(rng.uniform(0.1, whole))
+            process.kill()
+            process.wait(timeout=60)
+            if state.exists():
+                anyio.run(_intact, state, run_number)
+        for _ in range(5):
+            done = subprocess.run(run, env=environ, capture_output=True, timeout=120)
+            if done.returncode == 0:
+                break
+        assert done.returncode == 0, done.stderr
+        leftover = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "servicecomms_async",
+                "watch",
+                "deliveries",
+                "--state",
+                str(state),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert json.loads(leftover.stdout) == []  # nothing pending, nothing dead
+    assert set(hook.bodies) == expected, f"seed {seed}"
+    assert all(len(bodies) == 1 for bodies in hook.bodies.values())  # a duplicate is the same event
