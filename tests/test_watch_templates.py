@@ -835,3 +835,11 @@ def test_zz_report_the_largest_payloads(capsys: pytest.CaptureFixture[str]) -> N
     assert all(
         size <= TEAMS_MAX_BYTES for label, size in SIZES.items() if label.startswith("teams")
     )
+
+
+def test_an_event_type_this_version_does_not_know_still_renders() -> None:
+    event = event_for(EventType("issue.pir_published"), _issue())
+    teams, _ = check_both(event, "unknown type")
+    assert "EX123456" in teams_texts(teams)
+    other = event_for(EventType("vendor.something"), _issue())
+    check_both(other, "unknown type")

@@ -175,28 +175,31 @@ def html_to_text(content: str) -> str:
     return clean_text(text)
 
 
+def _clean_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {code: None for code in range(0x20)}
+    table.update({code: None for code in range(0x7F, 0xA0)})  # every Cc character
+    table.update({ord("\n"): "\n", ord("\r"): "\n", ord("\t"): " "})
+    table.update({ord(c): None for c in _BIDI})
+    table.update({ord("\u2028"): "\n", ord("\u2029"): "\n"})
+    for code in (0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000):  # Zs
+        table[code] = " "
+    table.update({code: "\ufffd" for code in range(0xD800, 0xE000)})  # lone surrogates
+    return table
+
+
+_CLEAN = _clean_table()
+
+
 def clean_text(text: str) -> str:
     """``text`` safe to show: lone surrogates replaced, control, format-override and bidi characters
     removed, every kind of space made one space, at most one blank line in a row, ends stripped."""
-    text = _SURROGATE.sub("\ufffd", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = text.replace("\u2028", "\n").replace("\u2029", "\n")
-    out: list[str] = []
-    for char in text:
-        if char == "\n":
-            out.append(char)
-        elif char in _BIDI:
-            continue
-        else:
-            category = unicodedata.category(char)
-            if category == "Cc" or category in ("Zl", "Zp"):
-                out.append(" " if char == "\t" else "")
-            elif category == "Zs":
-                out.append(" ")
-            else:
-                out.append(char)
-    text = _SPACES.sub(" ", "".join(out))
+    text = text.replace("\r\n", "\n").translate(_CLEAN)
+    text = _SPACES.sub(" ", text)
     text = _BREAKS.sub(lambda m: "\n\n" if m.group().count("\n") > 1 else "\n", text)
     return text.strip()
+
+
+PLAIN_MAX = 4_000  # characters of a one-line value read before cleaning (more is never shown)
 
 
 def _plain(value: Any) -> str:
@@ -205,11 +208,25 @@ def _plain(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(t for t in (_plain(v) for v in value) if t)
-    if isinstance(value, Mapping):
-        return ", ".join(f"{_plain(k)}: {_plain(v)}" for k, v in value.items())
-    return clean_text(str(value)).replace("\n", " ")
+    if isinstance(value, (list, tuple, Mapping)):
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        parts: list[str] = []
+        used = 0
+        for key, item in items:
+            if used > PLAIN_MAX:
+                parts.append(ELLIPSIS)
+                break
+            text = _plain(item)
+            if text and isinstance(value, Mapping):
+                text = f"{_plain(key)}: {text}"
+            if text:
+                parts.append(text)
+                used += len(text) + 2
+        return ", ".join(parts)
+    text = str(value)
+    if len(text) > PLAIN_MAX:
+        text = text[:PLAIN_MAX] + ELLIPSIS
+    return clean_text(text).replace("\n", " ")
 
 
 def _content_text(content: Any) -> str:
@@ -579,7 +596,7 @@ def _service_message(event: WatchEvent, admin_center: str) -> _Message:
 def _tenant_message(event: WatchEvent, admin_center: str) -> _Message:
     data = event.data
     label_tenants, tenants, total, notes = _tenants(event)
-    tenant = _plain(data.get("tenantId")) or event.tenant_id or _plain(event.subject)
+    tenant = _plain(data.get("tenantId")) or _plain(event.tenant_id) or _plain(event.subject)
     if event.type == EventType.TENANT_FAILED:
         error = _mapping(data.get("error"))
         facts = [
