@@ -397,3 +397,78 @@ def test_kill_9_while_delivering_to_a_webhook_loses_nothing(tmp_path: Path) -> N
     assert json.loads(leftover.stdout) == []  # nothing pending, nothing dead
     assert set(hook.bodies) == expected, f"seed {seed}"
     assert all(len(bodies) == 1 for bodies in hook.bodies.values())  # a duplicate is the same event
+
+
+def test_sinks_from_a_config_file(emu: Emulator, tmp_path: Path) -> None:
+    out = tmp_path / "all.jsonl"
+    rolled = tmp_path / "rollups.jsonl"
+    config = tmp_path / "watch.toml"
+    config.write_text(
+        f"""
+[[sinks]]
+name = "siem"
+kind = "jsonl"
+target = "{out}"
+
+[[sinks]]
+name = "digest"
+kind = "jsonl"
+target = "{rolled}"
+rollup = true
+"""
+    )
+    tenants = tenants_file(tmp_path, emu.tenant_ids)
+    code, stdout, stderr = watch(
+        emu,
+        "--once",
+        "--tenants",
+        str(tenants),
+        "--state",
+        str(tmp_path / "w.db"),
+        "--config",
+        str(config),
+    )
+    assert code == 0, stderr
+    per_tenant, rollups = lines(out), lines(rolled)
+    assert per_tenant and all(e["source"].startswith("/tenants/") for e in per_tenant)
+    assert rollups and all(e["source"] == "/rollup" for e in rollups)
+    # Every per-tenant change is in exactly one rollup, with its tenant.
+    covered = Counter(
+        (e["type"], e["subject"], t) for e in rollups for t in e["data"]["affectedTenants"]
+    )
+    assert covered == Counter(
+        (e["type"], e["subject"], e["source"].removeprefix("/tenants/")) for e in per_tenant
+    )
+    assert "rollups" in stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[sinks]]\nkind = 'jsonl'\ntarget = 'x'\ncolour = 'red'\n", "unknown setting 'colour'"),
+        ("[[sinks]\n", "is not valid TOML"),
+        (
+            "[[sinks]]\nkind = 'webhook'\ntarget = 'https://h.example/x'\nsecret = 'whsec_abc'\n",
+            "env:VARNAME or file:PATH",
+        ),
+        ("[watch]\ninterval = 5\n", "unknown section 'watch'"),
+    ],
+)
+def test_a_bad_config_is_a_usage_error(
+    emu: Emulator, tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "watch.toml"
+    config.write_text(text)
+    code, _, stderr = watch(
+        emu,
+        "--once",
+        "--tenant",
+        emu.tenant_ids[0],
+        "--state",
+        str(tmp_path / "w.db"),
+        "--config",
+        str(config),
+    )
+    assert code == 2 and message in stderr, stderr
+    assert "whsec_abc" not in stderr
+    assert not (tmp_path / "w.db").exists()
