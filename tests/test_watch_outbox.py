@@ -302,3 +302,56 @@ async def test_action_due_fires_once_per_threshold(tmp_path: Path) -> None:
         before = max((p for p in polls if p < at), default=None)
         assert crossing <= at < deadline  # within the threshold, not past due
         assert before is None or crossing > before  # first seen crossed in this very poll
+
+
+async def test_teams_and_slack_receivers_get_payloads_within_their_limits(tmp_path: Path) -> None:
+    """What the chat receivers parse, for every event type with 200 posts of 5 KB and as a
+    400-tenant rollup, stays within the platforms' limits."""
+    from servicecomms_async.watch.http_sinks import SlackSink, TeamsSink
+
+    from .test_watch_templates import (
+        _issue,
+        _message,
+        _post,
+        check_slack,
+        check_teams,
+        every_event_type,
+        with_rollups,
+    )
+
+    got: dict[str, list[dict[str, Any]]] = {"teams": [], "slack": []}
+
+    async def take(request: web.Request) -> web.Response:
+        got[request.match_info["kind"]].append(json.loads(await request.read()))
+        return web.Response(status=202 if request.match_info["kind"] == "teams" else 200)
+
+    app = web.Application()
+    app.router.add_post("/{kind}", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    posts = [_post(n, f"Update {n}: " + ("status text & more " * 260)[:5000]) for n in range(200)]
+    service = {"service": "Exchange Online", "status": "serviceOperational", "id": "Exchange"}
+    events = with_rollups(every_event_type(_issue(posts=posts), _message(), service), count=400)
+    teams, slack = TeamsSink(f"{base}/teams"), SlackSink(f"{base}/slack")
+    try:
+        # Paced (4 and 1 a second): deliver a sample of each family rather than all of them.
+        sample = [e for e in events if e.rollup][:4] + [e for e in events if not e.rollup][:2]
+        await teams.deliver(sample)
+        await slack.deliver(sample[:3])
+    finally:
+        await teams.aclose()
+        await slack.aclose()
+        await runner.cleanup()
+    assert len(got["teams"]) == len(sample) and len(got["slack"]) == 3
+    for payload in got["teams"]:
+        check_teams(payload)
+        assert (
+            len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()) <= 28_000
+        )
+    for payload in got["slack"]:
+        check_slack(payload)
+        assert len(payload["text"]) <= 40_000 and len(payload["blocks"]) <= 50
+    assert any("400 tenants" in json.dumps(p) for p in got["teams"])
