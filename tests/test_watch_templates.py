@@ -774,8 +774,9 @@ def test_control_and_bidi_characters_are_removed_and_whitespace_collapsed() -> N
 
 # -- cuts -------------------------------------------------------------------------------------------------
 
+# Each entry is one grapheme (a word is several: a cut may fall inside a word that has no space near).
 GRAPHEMES = [
-    "a", "word", " ", "\n", "e\u0301", "\u4e2d", "\U0001f600", "\U0001f44d\U0001f3fd", "\u2764\ufe0f",
+    "a", "b", " ", "\n", "e\u0301", "\u4e2d", "\U0001f600", "\U0001f44d\U0001f3fd", "\u2764\ufe0f",
     "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466", "\U0001f1eb\U0001f1f7", "1\ufe0f\u20e3",
     "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", '"', "\\",
 ]  # fmt: skip
