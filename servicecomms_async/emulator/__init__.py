@@ -16,6 +16,10 @@ still deterministically::
     emu = Emulator(EmulatorConfig(seed=1, now=start), clock=ManualClock())
     emu.advance(timedelta(hours=6))        # emu.now == start + 6 h
     emu.changes(tenant)                    # the ground truth: what changed, and the event it is
+
+``Emulator(config, graph_limits=GraphLimits())`` enforces Microsoft Graph's documented request limits
+(240/60 s and 800/h per app per tenant, 130,000/10 s per app) with 429 and ``Retry-After``
+(:mod:`.limits`).
 """
 
 from .app import Emulator, RecordedRequest, TokenValidator, run_forever
@@ -23,6 +27,7 @@ from .clock import Clock, ManualClock, ScaledClock
 from .config import EmulatorConfig, Paging, Shape, TimelineConfig
 from .data import TenantDataset
 from .graph import GraphCaller, GraphDataset, GraphTokenValidator
+from .limits import GraphLimits, Window
 from .timeline import Change
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "EmulatorConfig",
     "GraphCaller",
     "GraphDataset",
+    "GraphLimits",
     "GraphTokenValidator",
     "ManualClock",
     "Paging",
@@ -41,5 +47,6 @@ __all__ = [
     "TenantDataset",
     "TimelineConfig",
     "TokenValidator",
+    "Window",
     "run_forever",
 ]

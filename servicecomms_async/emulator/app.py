@@ -4,6 +4,7 @@ with request recording, statistics, latency and error mapping around them."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import email.utils
 import logging
@@ -19,7 +20,7 @@ import anyio
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from .clock import ITEMS_KEY, REQUEST_TIME_KEY, Clock, ManualClock, ScaledClock
+from .clock import ITEMS_KEY, REQUEST_TIME_KEY, THROTTLE_KEY, Clock, ManualClock, ScaledClock
 from .config import EmulatorConfig
 from .data import DataStore, TenantDataset
 from .errors import graph_error, graph_http_error, legacy_http_error, odata_error
@@ -33,6 +34,7 @@ from .graph import (
 )
 from .graph.convert import graph_status
 from .legacy import API_PREFIX, LegacyApi, TokenValidator
+from .limits import GraphLimiter, GraphLimits, Throttle, Window
 from .server import LoopbackServer
 from .timeline import Change, Timeline
 
@@ -86,6 +88,8 @@ class RecordedRequest:
     items: int = 0
     """How many items the response held (a list's ``value`` entries, 1 for a single entity, 0 for
     errors and bytes), set once the response is made; a test can prove a poll moved only changes."""
+    throttled: bool = False
+    """Whether Graph's request limits refused it (429; ``Emulator(graph_limits=...)``)."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -132,6 +136,12 @@ class Emulator(LoopbackServer):
       :attr:`graph_base_url` from the same data (see :mod:`.graph`); the tenant comes from
       the token: :meth:`graph_token`, or ``graph_token_validator`` (awaited as
       ``(token, permission)``) when given. Graph requests count in the statistics too.
+    * ``graph_limits`` (:class:`~.limits.GraphLimits`; default None: no limits) enforces Graph's
+      documented request limits on ``/admin/serviceAnnouncement/``: sliding windows per (app,
+      tenant) and per app, measured on the clock (else the monotonic clock), answered 429 with
+      ``Retry-After`` and Graph's ``TooManyRequests`` body (see :mod:`.limits`).
+      :attr:`throttled` counts the refused requests by tenant, :attr:`throttled_windows` by
+      (scope, window) exceeded, and their :class:`RecordedRequest` says ``throttled=True``.
     """
 
     server_name = "the emulator"
@@ -147,6 +157,7 @@ class Emulator(LoopbackServer):
         graph_token_validator: GraphTokenValidator | None = None,
         record_requests: bool = True,
         clock: Clock | None = None,
+        graph_limits: GraphLimits | None = None,
     ) -> None:
         super().__init__(host=host, port=port)
         self.config = config if config is not None else EmulatorConfig()
@@ -163,14 +174,26 @@ class Emulator(LoopbackServer):
         if clock is not None:
             self._timeline = Timeline(self.config, self._store.gen.base_num)
             self._store.timeline = self._timeline
+        if graph_limits is not None and not isinstance(graph_limits, GraphLimits):
+            raise TypeError(
+                f"graph_limits must be a GraphLimits or None, got {type(graph_limits).__name__}"
+            )
+        self.graph_limits = graph_limits
+        self._limiter = (
+            GraphLimiter(graph_limits, self._limit_ms) if graph_limits is not None else None
+        )
         self._legacy = LegacyApi(self._store, lambda: self.base_url, token_validator)
-        self._graph = GraphApi(self._store, lambda: self.graph_base_url, graph_token_validator)
+        self._graph = GraphApi(
+            self._store, lambda: self.graph_base_url, graph_token_validator, self._limiter
+        )
         self._jitter = random.Random(self.config.seed)
         self._tenant_ids: list[str] | None = None
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections_opened = 0
+        self.throttled: collections.Counter[str] = collections.Counter()
+        self.throttled_windows: collections.Counter[tuple[str, Window]] = collections.Counter()
 
     # -- public API --
 
@@ -224,6 +247,17 @@ class Emulator(LoopbackServer):
         self._clock.advance(delta)
         return self.now
 
+    def _limit_ms(self) -> int:
+        """The time Graph's limits are measured on: the clock's, else the monotonic clock (ms)."""
+        if self._clock is not None:
+            return self._clock.elapsed_ms()
+        return int(time.monotonic() * 1000)
+
+    def reset_limits(self) -> None:
+        """Empty Graph's request-limit windows (``graph_limits``), as if no request had been made."""
+        if self._limiter is not None:
+            self._limiter.reset()
+
     def _now_ms(self) -> int | None:
         """The world's time in epoch ms, or None for the static world (no clock)."""
         if self._clock is None:
@@ -276,20 +310,28 @@ class Emulator(LoopbackServer):
         return {str(r["Workload"]): graph_status(str(r["Status"])) for r in rows}
 
     def reset_stats(self) -> None:
-        """Forget recorded requests and counters (``max_in_flight`` restarts from now)."""
+        """Forget recorded requests and counters (``max_in_flight`` restarts from now); Graph's
+        request-limit windows stay (:meth:`reset_limits` empties them)."""
         self.requests.clear()
         self.max_in_flight = self.in_flight
         self.connections_opened = 0
+        self.throttled.clear()
+        self.throttled_windows.clear()
 
     # -- application --
 
-    def _set_items(self, recorded: RecordedRequest, items: int) -> None:
+    def _set_outcome(self, recorded: RecordedRequest, items: int, throttled: bool) -> None:
         # The record was appended when the request arrived; replace it in place (unless the
         # requests were reset meanwhile) so the list keeps arrival order.
         for n in range(len(self.requests) - 1, -1, -1):
             if self.requests[n] is recorded:
-                self.requests[n] = dataclasses.replace(recorded, items=items)
+                self.requests[n] = dataclasses.replace(recorded, items=items, throttled=throttled)
                 return
+
+    def _count_throttle(self, tenant: str, throttle: Throttle) -> None:
+        self.throttled[tenant] += 1
+        for exceeded in throttle.exceeded:
+            self.throttled_windows[exceeded] += 1
 
     def _connection_made(self) -> None:
         self.connections_opened += 1
@@ -324,8 +366,11 @@ class Emulator(LoopbackServer):
                 raise
             finally:
                 items = request.get(ITEMS_KEY, 0)
-                if recorded is not None and items:
-                    self._set_items(recorded, items)
+                refused = request.get(THROTTLE_KEY)
+                if refused is not None:
+                    self._count_throttle(*refused)
+                if recorded is not None and (items or refused is not None):
+                    self._set_outcome(recorded, items, refused is not None)
             if date is not None and not response.prepared:
                 response.headers["Date"] = date
             return response
@@ -393,6 +438,7 @@ async def run_forever(
     show_tenants: int = 5,
     announce: Callable[[str], None] | None = None,
     clock: Clock | None = None,
+    graph_limits: GraphLimits | None = None,
 ) -> None:
     """Serve until cancelled (Ctrl-C under ``asyncio.run``), announcing the base URLs.
 
@@ -405,7 +451,14 @@ async def run_forever(
         print(line, flush=True)
 
     say = announce or _print
-    emulator = Emulator(config, host=host, port=port, record_requests=False, clock=clock)
+    emulator = Emulator(
+        config,
+        host=host,
+        port=port,
+        record_requests=False,
+        clock=clock,
+        graph_limits=graph_limits,
+    )
     async with emulator:
         cfg = emulator.config
         tenants = emulator.tenant_ids
@@ -425,6 +478,11 @@ async def run_forever(
             f"Microsoft Graph routes on {emulator.graph_base_url}/admin/serviceAnnouncement/ "
             "(bearer token: emulator-app.<tenant> or emulator-user.<tenant>)"
         )
+        if graph_limits is not None:
+            say(
+                f"Graph's request limits are on: {graph_limits} (requests/seconds); past them "
+                "429 with Retry-After."
+            )
         if tenants_file is not None:
             say(f"All {len(tenants)} tenant ids are in {tenants_file}.")
         if isinstance(clock, ScaledClock):

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ITEMS_KEY", "REQUEST_TIME_KEY", "Clock", "ManualClock", "ScaledClock"]
+__all__ = ["ITEMS_KEY", "REQUEST_TIME_KEY", "THROTTLE_KEY", "Clock", "ManualClock", "ScaledClock"]
 
 
 def _request_key(name: str, kind: type) -> Any:
@@ -31,6 +31,8 @@ def _request_key(name: str, kind: type) -> Any:
 REQUEST_TIME_KEY: Any = _request_key("servicecomms_async.emulator.now_ms", int)
 # Where a handler puts how many items its response held (RecordedRequest.items).
 ITEMS_KEY: Any = _request_key("servicecomms_async.emulator.items", int)
+# Where the Graph routes put the (tenant, limits.Throttle) of a request Graph's limits refused.
+THROTTLE_KEY: Any = _request_key("servicecomms_async.emulator.throttle", tuple)
 
 
 class Clock:

@@ -84,8 +84,9 @@ hook, awaited with the token and the permission the route needs; it answers in G
   delegated permission: the token is accepted as an application caller and the emulator answers 403.
   Else 403 ``Authorization_RequestDenied``.
 
-It accepts with ``GraphCaller(tid, delegated, user)``, where ``user`` is the token's ``oid`` for a
-delegated token, so a user's viewpoint state survives a token refresh.
+It accepts with ``GraphCaller(tid, delegated, user, app)``, where ``user`` is the token's ``oid`` for a
+delegated token, so a user's viewpoint state survives a token refresh, and ``app`` its ``appid`` (``azp``
+in a v2 token): the app Graph's request limits count it against (:mod:`.limits`).
 
 It counts: :attr:`IdentityServer.token_requests` (every POST to a token endpoint, by tenant GUID, or by
 the tenant as written in the URL when it is unknown), :attr:`IdentityServer.tokens_issued`,
@@ -965,6 +966,7 @@ class IdentityServer(LoopbackServer):
     def _validate_graph(self, token: str, permission: str) -> GraphCaller:
         claims = self._valid_claims(token, GRAPH_AUDIENCES)
         tid = str(claims.get("tid", ""))
+        app = str(claims.get("appid") or claims.get("azp") or "") or None
         if self.resolve_tenant(tid) is None:
             raise _Invalid(
                 "unknown_tenant",
@@ -981,7 +983,7 @@ class IdentityServer(LoopbackServer):
             granted = [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
             if permission in _DELEGATED_ONLY:
                 # Let the route say why an application cannot do this (403, delegated only).
-                return GraphCaller(tid, False, None)
+                return GraphCaller(tid, False, None, app)
         if permission not in granted:
             kind = "delegated" if delegated else "application"
             raise _Invalid(
@@ -992,7 +994,7 @@ class IdentityServer(LoopbackServer):
                 status=403,
             )
         user = str(claims.get("oid", "")) if delegated else None
-        return GraphCaller(tid, delegated, user or None)
+        return GraphCaller(tid, delegated, user or None, app)
 
 
 def _unpad(value: object) -> str:

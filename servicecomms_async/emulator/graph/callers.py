@@ -40,19 +40,22 @@ USER_TOKEN_PREFIX = "emulator-user."
 
 
 class GraphCaller(NamedTuple):
-    """Who a Graph request is from: the tenant (lower case), whether the token is delegated, and
-    the user whose viewpoint state it sees (``None``: keyed by the token itself)."""
+    """Who a Graph request is from: the tenant (lower case), whether the token is delegated, the
+    user whose viewpoint state it sees (``None``: keyed by the token itself), and the app (client id)
+    that called, for Graph's per-app limits (``None``: the emulator's one default app, as for its own
+    ``emulator-app.<tenant>`` tokens; see :mod:`..limits`)."""
 
     tenant: str
     delegated: bool
     user: str | None = None
+    app: str | None = None
 
 
 GraphTokenValidator = Callable[
     [str, str], Awaitable["GraphCaller | tuple[str, bool] | web.StreamResponse"]
 ]
 """``(bearer token, permission needed) -> GraphCaller | (tenant, delegated)`` to accept, or a
-response to send."""
+response to send. A :class:`GraphCaller`'s ``app`` is the app Graph's limits count it against."""
 
 
 class Answered(Exception):
@@ -88,7 +91,8 @@ async def identify(
             raise Answered(result)
         tenant, delegated, *rest = result
         user = rest[0] if rest and rest[0] is not None else _token_key(token)
-        return GraphCaller(str(tenant).lower(), bool(delegated), user)
+        app = str(rest[1]).lower() if len(rest) > 1 and rest[1] else None
+        return GraphCaller(str(tenant).lower(), bool(delegated), user, app)
     for prefix, delegated in ((APP_TOKEN_PREFIX, False), (USER_TOKEN_PREFIX, True)):
         if token.startswith(prefix):
             tenant = token.removeprefix(prefix)

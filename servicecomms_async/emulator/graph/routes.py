@@ -10,9 +10,17 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from ..clock import ITEMS_KEY, REQUEST_TIME_KEY
+from ..clock import ITEMS_KEY, REQUEST_TIME_KEY, THROTTLE_KEY
 from ..data import DataStore, Json
-from ..errors import GraphError, bad_request, client_request_id, graph_error, not_found
+from ..errors import (
+    GraphError,
+    bad_request,
+    client_request_id,
+    graph_error,
+    graph_throttled,
+    not_found,
+)
+from ..limits import GraphLimiter
 from ..odata import ODataError, apply_select, parse_filter
 from .callers import (
     SERVICE_HEALTH_READ,
@@ -69,7 +77,9 @@ class GraphApi:
     """The Graph routes over an emulator's data.
 
     ``base_url`` is called for the public ``http://127.0.0.1:PORT/v1.0`` when a response needs an
-    absolute URL (``@odata.context``, ``@odata.nextLink``).
+    absolute URL (``@odata.context``, ``@odata.nextLink``). With a ``limiter`` every request whose
+    caller is known is counted against Graph's limits first, and one past them is answered 429
+    (:mod:`..limits`); the request then carries ``(tenant, Throttle)`` under ``THROTTLE_KEY``.
     """
 
     def __init__(
@@ -77,11 +87,13 @@ class GraphApi:
         store: DataStore,
         base_url: Callable[[], str],
         validator: GraphTokenValidator | None = None,
+        limiter: GraphLimiter | None = None,
     ) -> None:
         self._items = GraphStore(store)
         self._pager = Pager(store.config)
         self._base_url = base_url
         self._validator = validator
+        self._limiter = limiter
 
     def dataset(self, tenant: str, t: int | None = None) -> GraphDataset:
         """Deep copies of what the Graph routes serve for ``tenant`` (application view) at the
@@ -121,6 +133,13 @@ class GraphApi:
         async def route(request: web.Request) -> web.StreamResponse:
             try:
                 caller = await identify(request, permission, self._validator)
+                if self._limiter is not None:
+                    throttle = self._limiter.admit(caller.app, caller.tenant)
+                    if throttle is not None:
+                        request[THROTTLE_KEY] = (caller.tenant, throttle)
+                        refused = graph_throttled(request)
+                        refused.headers["Retry-After"] = str(throttle.retry_after)
+                        return refused
                 response = await handler(request, caller)
             except Answered as answered:
                 response = answered.response
