@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from .app import run_forever
 from .clock import ScaledClock
 from .config import EmulatorConfig, TimelineConfig
+from .limits import GRAPH_APP_WINDOWS, GRAPH_TENANT_WINDOWS, GraphLimits, Window, parse_windows
 from .server import BindError, check_loopback_host, check_port
 
 
@@ -162,6 +163,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="new Message Center posts a day (default: %(default)s)",
     )
+    _add_limit_arguments(parser)
+
+
+def _windows_option(flag: str) -> Callable[[str], tuple[Window, ...]]:
+    """An argparse type for ``N/SECONDS[,N/SECONDS...]`` (or ``none``: no windows)."""
+
+    def parse(text: str) -> tuple[Window, ...]:
+        if text.strip().lower() == "none":
+            return ()
+        try:
+            windows = parse_windows(text, flag)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{flag}: ")) from None
+        if not windows:
+            raise argparse.ArgumentTypeError(
+                "expected REQUESTS/SECONDS windows such as 240/60,800/3600, or none"
+            )
+        return windows
+
+    return parse
+
+
+def _add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    def text(windows: tuple[Window, ...]) -> str:
+        return ",".join(map(str, windows))
+
+    limits = parser.add_argument_group(
+        "Microsoft Graph request limits (off unless one of these is given)"
+    )
+    limits.add_argument(
+        "--graph-limits",
+        action="store_true",
+        help="answer 429 with Retry-After past Graph's documented limits on "
+        f"/admin/serviceAnnouncement/: {text(GRAPH_TENANT_WINDOWS)} (requests/seconds) per app "
+        f"per tenant and {text(GRAPH_APP_WINDOWS)} per app",
+    )
+    limits.add_argument(
+        "--graph-limit-per-tenant",
+        type=_windows_option("--graph-limit-per-tenant"),
+        default=None,
+        metavar="N/SECONDS,...",
+        help="limits per app per tenant instead of Graph's (none: no per-tenant limit); "
+        "turns the limits on",
+    )
+    limits.add_argument(
+        "--graph-limit-per-app",
+        type=_windows_option("--graph-limit-per-app"),
+        default=None,
+        metavar="N/SECONDS,...",
+        help="limits per app across its tenants instead of Graph's (none: no app-wide limit); "
+        "turns the limits on",
+    )
+
+
+def limits_from(args: argparse.Namespace) -> GraphLimits | None:
+    """The :class:`GraphLimits` the options ask for (None: no limits); an option left out keeps
+    Graph's documented windows."""
+    per_tenant = getattr(args, "graph_limit_per_tenant", None)
+    per_app = getattr(args, "graph_limit_per_app", None)
+    if not getattr(args, "graph_limits", False) and per_tenant is None and per_app is None:
+        return None
+    return GraphLimits(
+        per_tenant=GRAPH_TENANT_WINDOWS if per_tenant is None else per_tenant,
+        per_app=GRAPH_APP_WINDOWS if per_app is None else per_app,
+    )
 
 
 def clock_from(args: argparse.Namespace) -> ScaledClock | None:
@@ -208,6 +274,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> None:
     """Serve until Ctrl-C (which returns normally), announcing on ``out``; raises CommandError."""
     config = config_from(args)
     clock = clock_from(args)
+    graph_limits = limits_from(args)
 
     def announce(line: str) -> None:
         out.write(line + "\n")
@@ -223,6 +290,7 @@ def serve(args: argparse.Namespace, out: TextIO) -> None:
                     tenants_file=args.tenants_file,
                     announce=announce,
                     clock=clock,
+                    graph_limits=graph_limits,
                 )
             )
     except BindError as exc:
