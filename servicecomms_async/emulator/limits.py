@@ -50,7 +50,7 @@ import collections
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, NamedTuple
 
 __all__ = [
@@ -153,8 +153,10 @@ class GraphLimits:
     throttled attempt counts in the windows (Graph: it does).
     """
 
-    per_tenant: tuple[Window, ...] = GRAPH_TENANT_WINDOWS
-    per_app: tuple[Window, ...] = GRAPH_APP_WINDOWS
+    per_tenant: Sequence[tuple[int, float]] | str = GRAPH_TENANT_WINDOWS
+    """Stored as a tuple of :class:`Window` whatever was passed."""
+    per_app: Sequence[tuple[int, float]] | str = GRAPH_APP_WINDOWS
+    """Stored as a tuple of :class:`Window` whatever was passed."""
     count_throttled: bool = True
 
     def __post_init__(self) -> None:
@@ -166,9 +168,19 @@ class GraphLimits:
             )
 
     def __str__(self) -> str:
-        tenant = ",".join(map(str, self.per_tenant)) or "none"
-        app = ",".join(map(str, self.per_app)) or "none"
+        tenant = ",".join(map(str, self.tenant_windows)) or "none"
+        app = ",".join(map(str, self.app_windows)) or "none"
         return f"per (app, tenant) {tenant}; per app {app}"
+
+    @property
+    def tenant_windows(self) -> tuple[Window, ...]:
+        """``per_tenant`` as :class:`Window` s (typed)."""
+        return _windows(self.per_tenant, "GraphLimits.per_tenant")
+
+    @property
+    def app_windows(self) -> tuple[Window, ...]:
+        """``per_app`` as :class:`Window` s (typed)."""
+        return _windows(self.per_app, "GraphLimits.per_app")
 
 
 class Throttle(NamedTuple):
@@ -197,8 +209,10 @@ class GraphLimiter:
             raise TypeError(f"graph_limits must be a GraphLimits, got {type(limits).__name__}")
         self.limits = limits
         self._now_ms = now_ms
-        self._tenant_ms = [round(w.seconds * 1000) for w in limits.per_tenant]
-        self._app_ms = [round(w.seconds * 1000) for w in limits.per_app]
+        self._tenant_windows = limits.tenant_windows
+        self._app_windows = limits.app_windows
+        self._tenant_ms = [round(w.seconds * 1000) for w in self._tenant_windows]
+        self._app_ms = [round(w.seconds * 1000) for w in self._app_windows]
         self._tenants: dict[tuple[str, str], _Windows] = {}
         self._apps: dict[str, _Windows] = {}
 
@@ -208,17 +222,17 @@ class GraphLimiter:
         app = app or DEFAULT_APP
         now = self._now_ms()
         groups: list[tuple[Scope, tuple[Window, ...], list[int], _Windows]] = []
-        if self.limits.per_tenant:
+        if self._tenant_windows:
             key = (app, tenant)
             found = self._tenants.get(key)
             if found is None:
-                found = self._tenants[key] = _Windows(len(self.limits.per_tenant))
-            groups.append(("tenant", self.limits.per_tenant, self._tenant_ms, found))
-        if self.limits.per_app:
+                found = self._tenants[key] = _Windows(len(self._tenant_windows))
+            groups.append(("tenant", self._tenant_windows, self._tenant_ms, found))
+        if self._app_windows:
             found_app = self._apps.get(app)
             if found_app is None:
-                found_app = self._apps[app] = _Windows(len(self.limits.per_app))
-            groups.append(("app", self.limits.per_app, self._app_ms, found_app))
+                found_app = self._apps[app] = _Windows(len(self._app_windows))
+            groups.append(("app", self._app_windows, self._app_ms, found_app))
         exceeded: list[tuple[Scope, Window, collections.deque[int], int]] = []
         for scope, windows, spans, state in groups:
             for window, span, times in zip(windows, spans, state.times, strict=True):
