@@ -27,6 +27,7 @@ from yarl import URL
 from . import _constants
 from ._config import Limits, Timeout
 from .auth import Secret, TokenProvider
+from .budget import BudgetLimiter
 from .errors import (
     APIStatusError,
     ConnectError,
@@ -90,8 +91,10 @@ class Transport:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         user_agent: str,
         ssl_context: ssl.SSLContext | None = None,
+        budget: BudgetLimiter | None = None,
     ) -> None:
         self.origin = origin
+        self.budget = budget
         self.tokens = tokens
         self.timeout = timeout
         self.limits = limits
@@ -242,6 +245,9 @@ class Transport:
         tokens = self.tokens
         while True:
             attempt += 1
+            if self.budget is not None:
+                # Within the budget's windows, or not at all: a wait past the deadline fails now.
+                await self.budget.acquire(tenant, deadline=started + policy.deadline)
             remaining = policy.deadline - (time.monotonic() - started)
             # The token wait is part of the request: it gets what is left of the deadline.
             token = (
@@ -254,6 +260,9 @@ class Transport:
                     call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
                 )
             except APIStatusError as exc:
+                if exc.status == 429 and exc.retry_after is not None and self.budget is not None:
+                    self.budget.pause(tenant, exc.retry_after)  # this tenant's, not the others'
+
                 if exc.status == 401 and token is not None and not refreshed_after_401:
                     # The token may have been revoked or expired early: drop it and try once more.
                     # That extra try is not one of the policy's attempts.

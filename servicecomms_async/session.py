@@ -18,6 +18,7 @@ closed session raises :class:`~servicecomms_async.errors.SessionClosedError`.
 
 from __future__ import annotations
 
+import enum
 import ssl
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ from .auth import (
     StaticTokenProvider,
     TokenProvider,
 )
+from .budget import GRAPH_BUDGET, BudgetLimiter, RequestBudget
 from .clouds import PUBLIC, Cloud, get_cloud
 from .dialects import GRAPH, Api, Dialect, get_dialect
 from .errors import SessionClosedError
@@ -63,6 +65,13 @@ if TYPE_CHECKING:
 __all__ = ["Api", "ServiceCommsSession", "validate_base_url"]
 
 T = TypeVar("T")
+
+
+class _Default(enum.Enum):
+    DEFAULT = "the API's default"
+
+
+DEFAULT = _Default.DEFAULT  # budget=: Graph's documented limits on Graph, none on the legacy API
 Client = TypeVar("Client", bound="TenantClient | GraphClient", covariant=True)
 
 DEFAULT_BASE_URL = PUBLIC.base_url
@@ -86,6 +95,7 @@ class SessionOptions(TypedDict, total=False):
     max_pages: int
     max_items_per_page: int
     ssl_context: ssl.SSLContext
+    budget: RequestBudget | None
 
 
 class ServiceCommsSession(Generic[Client]):
@@ -113,7 +123,10 @@ class ServiceCommsSession(Generic[Client]):
     ``strict`` (raise on a wrongly typed field instead of keeping it in ``extra``),
     ``max_body_bytes``, ``max_pages`` (per stream), ``max_items_per_page`` (10,000 by default; a
     longer page, or one longer than its ``page_size``, is an ``UnexpectedResponseError``),
-    ``ssl_context`` (e.g. to trust a private CA).
+    ``ssl_context`` (e.g. to trust a private CA), ``budget`` (a
+    :class:`~servicecomms_async.budget.RequestBudget`: requests wait for room in its windows instead of
+    being throttled; Graph's documented 240 per minute and 800 per hour per tenant, and 130,000 per
+    10 s for the app, by default on Graph; ``None`` for none, the legacy API's default).
     """
 
     @overload
@@ -162,6 +175,7 @@ class ServiceCommsSession(Generic[Client]):
         max_pages: int = _constants.MAX_PAGES,
         max_items_per_page: int = _constants.MAX_ITEMS_PER_PAGE,
         ssl_context: ssl.SSLContext | None = None,
+        budget: RequestBudget | _Default | None = DEFAULT,
     ) -> None:
         if (credential is None) == (token is None):
             raise TypeError("pass exactly one of credential= or token=")
@@ -212,6 +226,12 @@ class ServiceCommsSession(Generic[Client]):
                 token_timeout=token_limit,
             )
         )
+        if budget is DEFAULT:
+            # Graph documents its limits for these resources; the legacy API documents none.
+            budget = GRAPH_BUDGET if self.dialect is GRAPH else None
+        if budget is not None and not isinstance(budget, RequestBudget):
+            raise TypeError(f"budget must be a RequestBudget or None, got {type(budget).__name__}")
+        self.budget: RequestBudget | None = budget
         pool = as_limits(limits) or Limits()
         self._pool_base = pool.max_connections  # the pool when no scan runs
         self._scan_demand = 0  # the concurrency of every scan entered and not yet left
@@ -224,6 +244,7 @@ class ServiceCommsSession(Generic[Client]):
             max_body_bytes=validate_int(max_body_bytes, "max_body_bytes"),
             user_agent=f"servicecomms-async/{__version__}",
             ssl_context=ssl_context,
+            budget=BudgetLimiter(budget) if budget is not None else None,
         )
         self._engine = Engine(
             self._transport,

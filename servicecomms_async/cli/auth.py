@@ -11,9 +11,10 @@ from typing import Any, TextIO
 import attrs
 
 from .._config import Limits, Timeout
+from ..budget import GRAPH_BUDGET, RequestBudget
 from ..clouds import get_cloud
 from ..retry import RetryPolicy
-from ..session import ServiceCommsSession
+from ..session import DEFAULT, ServiceCommsSession, _Default
 from .errors import UsageError, error_detail
 from .output.text import printable
 
@@ -162,9 +163,29 @@ def _sign_in(
     return Auth({"credential": credential, "per_tenant_tokens": True}, credential)
 
 
+def budget_of(args: argparse.Namespace) -> RequestBudget | _Default | None:
+    """``--budget-per-tenant``/``--budget-per-app``/``--no-budget`` (the API's default without them)."""
+    per_tenant = getattr(args, "budget_per_tenant", None)
+    per_app = getattr(args, "budget_per_app", None)
+    if getattr(args, "no_budget", False):
+        if per_tenant or per_app:
+            raise UsageError("--no-budget excludes --budget-per-tenant and --budget-per-app")
+        return None
+    if per_tenant is None and per_app is None:
+        return DEFAULT
+    return RequestBudget(
+        per_tenant=per_tenant if per_tenant is not None else GRAPH_BUDGET.per_tenant,
+        per_app=per_app if per_app is not None else GRAPH_BUDGET.per_app,
+    )
+
+
 def make_session(
     args: argparse.Namespace, auth: Auth, *, concurrency: int = 1
 ) -> ServiceCommsSession[Any]:
+    options: dict[str, Any] = dict(auth.kwargs)
+    budget = budget_of(args)
+    if budget is not DEFAULT:
+        options["budget"] = budget
     try:
         return ServiceCommsSession(
             api=args.api,
@@ -173,7 +194,7 @@ def make_session(
             timeout=Timeout(total=args.timeout, read=args.timeout),
             retry=RetryPolicy(attempts=args.attempts),
             limits=Limits(max_connections=max(Limits().max_connections, concurrency)),
-            **auth.kwargs,
+            **options,
         )
     except ValueError as exc:  # e.g. $SERVICECOMMS_BASE_URL, which no argparse type has seen
         raise UsageError(str(exc)) from None

@@ -154,6 +154,13 @@ def duration(flag: str) -> Callable[[str], float]:
     return checked(_duration, check, expected="a duration such as 300, 90s, 5m or 1h")
 
 
+def windows(flag: str) -> Callable[[str], tuple[tuple[int, float], ...]]:
+    """Request-budget windows: ``240/60,800/3600``."""
+    from ..budget import parse_windows
+
+    return checked(str, parse_windows, expected="windows such as 240/60,800/3600")
+
+
 def segment(flag: str) -> Callable[[str], str]:
     """An id that goes into a URL path as one segment (an issue id such as EX123456)."""
     return checked(str, lambda value: validate_segment(value, flag), expected="an id")

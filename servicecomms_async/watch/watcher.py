@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -217,10 +218,30 @@ class Watcher:
         )
         return made
 
+    def check_interval(self, interval: timedelta | float) -> float:
+        """``interval`` in seconds, refused (``ValueError``) when polling that often would spend
+        more of a tenant's request budget than its windows allow: a poll costs 3 requests (more
+        pages only when over 1,000 items changed), and a full resync 3 more every ``full_resync``."""
+        seconds = _seconds(interval, "interval")
+        if seconds <= 0:
+            raise ValueError("interval must be more than 0 seconds")
+        budget = getattr(self._session, "budget", None)
+        for requests, window in budget.per_tenant if budget is not None else ():
+            needed = 3 * math.ceil(window / seconds) + 3 * math.ceil(window / self.full_resync)
+            if needed > requests:
+                raise ValueError(
+                    f"polling every {seconds:g} s costs each tenant about {needed} requests in "
+                    f"{window:g} s, over its budget of {requests}: poll less often (Graph allows "
+                    "240 requests a minute and 800 an hour per tenant), or give the session "
+                    "another budget"
+                )
+        return seconds
+
     async def events(self, interval: timedelta | float = 300) -> AsyncIterator[WatchEvent]:
         """Every event not acknowledged yet (from earlier runs too), then a poll every ``interval``
-        and its new events, forever. Acknowledge each with :meth:`ack` once it is handled."""
-        seconds = _seconds(interval, "interval")
+        and its new events, forever. Acknowledge each with :meth:`ack` once it is handled.
+        ``interval`` is checked against the session's request budget (:meth:`check_interval`)."""
+        seconds = self.check_interval(interval)
         last_seq = 0
         while True:
             for stored in await self._store.pending_events():
