@@ -245,9 +245,6 @@ class Transport:
         tokens = self.tokens
         while True:
             attempt += 1
-            if self.budget is not None:
-                # Within the budget's windows, or not at all: a wait past the deadline fails now.
-                await self.budget.acquire(tenant, deadline=started + policy.deadline)
             remaining = policy.deadline - (time.monotonic() - started)
             # The token wait is part of the request: it gets what is left of the deadline.
             token = (
@@ -255,14 +252,23 @@ class Transport:
                 if same_origin(url, self.origin)
                 else None
             )
+            # Within the budget's windows, or not at all: a wait past the deadline fails now.
+            budget = self.budget
+            if budget is not None and await budget.acquire(
+                tenant, deadline=started + policy.deadline
+            ):
+                remaining = policy.deadline - (time.monotonic() - started)
             try:
-                answer = await self._attempt(
-                    call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
-                )
+                try:
+                    answer = await self._attempt(
+                        call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
+                    )
+                finally:
+                    if budget is not None:
+                        budget.answered(tenant)
             except APIStatusError as exc:
-                if exc.status == 429 and exc.retry_after is not None and self.budget is not None:
-                    self.budget.pause(tenant, exc.retry_after)  # this tenant's, not the others'
-
+                if exc.status == 429 and exc.retry_after is not None and budget is not None:
+                    budget.pause(tenant, exc.retry_after)  # this tenant's, not the others'
                 if exc.status == 401 and token is not None and not refreshed_after_401:
                     # The token may have been revoked or expired early: drop it and try once more.
                     # That extra try is not one of the policy's attempts.

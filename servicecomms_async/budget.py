@@ -27,9 +27,9 @@ tenant spends about 37 requests an hour.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -46,6 +46,7 @@ __all__ = [
 
 Window = tuple[int, float]  # (requests, seconds)
 _MARGIN = 0.01  # seconds
+_ANSWER_POLL = 0.02  # how often a request waiting for an answer to make room looks again
 
 
 class BudgetExhaustedError(RequestTimeoutError):
@@ -113,38 +114,64 @@ GRAPH_BUDGET = RequestBudget()
 
 
 class _Log:
-    """The send times of the last requests, enough for the longest window."""
+    """The requests of one tenant (or of the app) that may still be in a window.
 
-    __slots__ = ("paused_until", "times")
+    The server counts a request when it arrives, somewhere between its sending and its answer, so a
+    request is held in the windows from when it is sent until ``window`` seconds after its answer:
+    ``in_flight`` counts those not answered yet, ``answered`` holds the answer times, sorted. However
+    the network delays or bunches the requests, the server then never sees more than a window holds.
+    """
+
+    __slots__ = ("answered", "in_flight", "paused_until")
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
+        self.answered: list[float] = []
+        self.in_flight = 0
         self.paused_until = 0.0
 
-    def free_at(self, windows: tuple[Window, ...], now: float) -> float:
-        """When a request may go so that no window holds more than its count."""
-        times = self.times
+    def free_at(self, windows: tuple[Window, ...], now: float) -> float | None:
+        """When a request may go so that no window holds more than its count; None when only an
+        answer to a request in flight can make room."""
+        answered = self.answered
         longest = windows[-1][1] if windows else 0.0
-        while times and times[0] <= now - longest:
-            times.popleft()
+        gone = bisect.bisect_right(answered, now - longest)
+        if gone:
+            del answered[:gone]
         at = max(now, self.paused_until)
         for requests, seconds in windows:
-            if len(times) >= requests:
-                # The request `requests` back from the newest leaves the window at its time +
-                # seconds; a margin keeps clock rounding on the safe side.
-                at = max(at, times[len(times) - requests] + seconds + _MARGIN)
+            start = bisect.bisect_right(answered, now - seconds)
+            held = self.in_flight + len(answered) - start
+            if held < requests:
+                continue
+            if self.in_flight >= requests:
+                return None
+            # Enough of the oldest answers must leave the window: the (held - requests + 1)th.
+            leaving = answered[start + held - requests]
+            at = max(at, leaving + seconds + _MARGIN)
         return at
+
+    def answer(self, at: float) -> None:
+        self.in_flight -= 1
+        if not self.answered or at >= self.answered[-1]:
+            self.answered.append(at)
+        else:
+            bisect.insort(self.answered, at)
 
     def idle(self, windows: tuple[Window, ...], now: float) -> bool:
         longest = windows[-1][1] if windows else 0.0
-        return self.paused_until <= now and (not self.times or self.times[-1] <= now - longest)
+        return (
+            self.in_flight == 0
+            and self.paused_until <= now
+            and (not self.answered or self.answered[-1] <= now - longest)
+        )
 
 
 class BudgetLimiter:
     """Applies a :class:`RequestBudget` to the requests of one session (see the module's rules).
 
-    Memory: one timestamp per request still inside a tenant's longest window (at most its count,
-    800 with Graph's limits), dropped with the tenant once it is idle.
+    Every :meth:`acquire` is followed by one :meth:`answered` when the request's answer came (or it
+    failed). Memory: one timestamp per request still inside a tenant's longest window (at most its
+    count, 800 with Graph's limits), dropped with the tenant once it is idle.
     """
 
     def __init__(
@@ -172,14 +199,15 @@ class BudgetLimiter:
             log = self._tenants[tenant] = _Log()
         return log
 
-    def delay(self, tenant: str) -> float:
-        """How long a request for ``tenant`` would wait now (0: it may go)."""
+    def delay(self, tenant: str) -> float | None:
+        """How long a request for ``tenant`` would wait now (0: it may go; None: until an answer to
+        a request in flight makes room)."""
         now = self._clock()
-        at = max(
-            self._log(tenant).free_at(self.budget.per_tenant, now),
-            self._app.free_at(self.budget.per_app, now),
-        )
-        return at - now
+        mine = self._log(tenant).free_at(self.budget.per_tenant, now)
+        app = self._app.free_at(self.budget.per_app, now)
+        if mine is None or app is None:
+            return None
+        return max(mine, app) - now
 
     async def acquire(self, tenant: str, *, deadline: float | None = None) -> float:
         """Wait until a request for ``tenant`` fits every window, then count it; returns the
@@ -188,7 +216,9 @@ class BudgetLimiter:
         waited = 0.0
         while True:
             wait = self.delay(tenant)
-            if wait <= 0:
+            if wait is None:  # every slot is a request in flight: the next answer frees one
+                wait = _ANSWER_POLL
+            elif wait <= 0:
                 break
             if deadline is not None and self._clock() + wait > deadline:
                 raise BudgetExhaustedError(
@@ -202,14 +232,20 @@ class BudgetLimiter:
                 await result
             waited += wait
         now = self._clock()
-        self._log(tenant).times.append(now)
-        if self.budget.per_app:
-            self._app.times.append(now)
+        self._log(tenant).in_flight += 1
+        self._app.in_flight += 1
         if waited:
             self.waited += waited
             self.waits += 1
         self._sweep(now)
         return waited
+
+    def answered(self, tenant: str) -> None:
+        """The request :meth:`acquire` let go for ``tenant`` has its answer (or failed): call it
+        exactly once per acquire."""
+        now = self._clock()
+        self._log(tenant).answer(now)
+        self._app.answer(now)
 
     def pause(self, tenant: str, seconds: float) -> None:
         """The server asked ``tenant``'s requests to wait ``seconds`` (a 429's ``Retry-After``)."""
