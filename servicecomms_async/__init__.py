@@ -45,6 +45,7 @@ from .paging import AsyncPager, Page
 from .retry import RetryPolicy
 from .scan import Scan, ScanItem, ScanProgress, ScanResult, TenantDone, TenantFailed
 from .session import ServiceCommsSession
+from .sharding import Shard
 
 __all__ = [
     "APIStatusError",
@@ -83,6 +84,7 @@ __all__ = [
     "ServiceCommsError",
     "ServiceCommsSession",
     "SessionClosedError",
+    "Shard",
     "Status",
     "TLSError",
     "TenantClient",
