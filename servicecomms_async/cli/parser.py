@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from .. import __version__, _constants
 from ..clouds import CLOUDS
 from ..scan import DEFAULT_CONCURRENCY
+from ..sharding import check_shard_spec
 from . import registry, types
 from .errors import UsageError
 from .filters import FILTERS, add_filter
@@ -293,6 +294,7 @@ def build_parser(*, emulator_options: bool = True) -> Parser:
         help="how long one tenant may take in all (retries included) before it counts as failed",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_shard(group)
     group.add_argument(
         "--failures",
         metavar="FILE",
@@ -397,8 +399,12 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
         help="file of tenant ids, one per line (# comments allowed); - reads stdin",
     )
     group.add_argument(
-        "--state", metavar="PATH", help="the SQLite state file (created on the first run)"
+        "--state",
+        metavar="PATH",
+        help="the SQLite state file (created on the first run); with --shard it must contain "
+        "{shard}, replaced by the shard's index (watch-{shard}.db: watch-0.db, watch-1.db, ...)",
     )
+    _add_shard(group)
     when = group.add_mutually_exclusive_group()
     when.add_argument(
         "--once",
@@ -510,6 +516,17 @@ def _add_delivery(group: Any, *, config: bool = True) -> None:
         default=60.0,
         metavar="SECONDS",
         help="how long a run waits for retries (Retry-After included) before leaving the rest pending",
+    )
+
+
+def _add_shard(group: Any) -> None:
+    group.add_argument(
+        "--shard",
+        type=types.checked(str, check_shard_spec, expected="I/N"),
+        metavar="I/N",
+        help="only this shard's share of the tenants: shard I (0 to N-1) of N, by rendezvous "
+        "hashing of the tenant id (stable: adding a shard moves only its share); auto/N takes I "
+        "from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)",
     )
 
 

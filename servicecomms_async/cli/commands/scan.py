@@ -11,6 +11,7 @@ import anyio
 from ...errors import APIStatusError, AuthenticationError
 from ...scan import ScanItem, TenantDone, TenantFailed
 from ...session import ServiceCommsSession
+from ...sharding import Shard
 from ..auth import CREDENTIALS_HINT, Auth, make_auth, make_session, static_token
 from ..errors import EXIT_FAILED, EXIT_OK, StoppedError, UsageError
 from ..output.console import Printer
@@ -35,7 +36,14 @@ async def run(
     environ: Mapping[str, str],
 ) -> int:
     bind(args, op)  # a bad filter is a usage error, before reading stdin
+    shard = shard_of_args(args, environ)
     tenants = read_tenants(args.tenants, stdin)
+    if shard is not None:
+        total = len(set(tenants))
+        tenants = shard.select(tenants)
+        args.shard_note = (shard, len(tenants), total)
+        stderr.write(shard.describe(len(tenants), total) + "\n")
+        stderr.flush()
     distinct = len({tenant.lower() for tenant in tenants})
     if op.api == "graph" and distinct > 1 and static_token(args, environ) is not None:
         # Graph takes the tenant from the token: one token would return one tenant's data under
@@ -47,6 +55,17 @@ async def run(
         )
     summary = await run_scan(args, op, stdout, stderr, environ, tenants=tenants)
     return EXIT_FAILED if summary.failures else EXIT_OK
+
+
+def shard_of_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Shard | None:
+    """``--shard I/N`` or ``auto/N`` (its index from ``$JOB_COMPLETION_INDEX`` in ``environ``)."""
+    spec: str | None = getattr(args, "shard", None)
+    if spec is None:
+        return None
+    try:
+        return Shard.parse(spec, environ=environ)
+    except ValueError as exc:
+        raise UsageError(f"--shard: {exc}") from None
 
 
 def _credential_reason(failed: TenantFailed) -> str | None:
@@ -202,9 +221,19 @@ def _render(
         summary_out = output.open() if output.path is None else stderr
     else:
         summary_out = stdout if output.stdout_free else stderr
+    note: tuple[Shard, int, int] | None = getattr(args, "shard_note", None)
     if summary_format == "json":
-        summary_out.write(dumps(summary.to_json(progress, interrupted=interrupted), indent=True))
+        record = summary.to_json(progress, interrupted=interrupted)
+        if note is not None:
+            shard, selected, total = note
+            record["shard"] = {"index": shard.index, "count": shard.count, "tenants": selected,
+                               "of": total}  # fmt: skip
+        summary_out.write(dumps(record, indent=True))
         summary_out.write("\n")
         summary_out.flush()
         return
-    summary.render(Printer(summary_out, wide=wide), progress, interrupted=interrupted)
+    printer = Printer(summary_out, wide=wide)
+    summary.render(printer, progress, interrupted=interrupted)
+    if note is not None:
+        shard, selected, total = note
+        printer.print(shard.describe(selected, total).capitalize() + ".")

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import anyio
 
+from ...sharding import SHARD_PLACEHOLDER
 from ...watch import SQLiteStateStore, Watcher
 from ...watch.config import load_config, sinks_from
 from ...watch.outbox import DeliveryPolicy, Outbox, OutboxReport
@@ -31,6 +32,7 @@ from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ..output.console import Printer, table
 from ..output.records import dumps
 from ..tenants import read_tenants
+from .scan import shard_of_args
 
 EXIT_TERMINATED = EXIT_OK  # SIGTERM asks for a stop; stopping cleanly is success
 
@@ -84,12 +86,31 @@ async def run(
         raise UsageError("watch: --state PATH is required (the state file to create or continue)")
     if (args.tenant is None) == (args.tenants is None):
         raise UsageError("watch: give --tenant T or --tenants FILE")
+    shard = shard_of_args(args, environ)
+    state = args.state
+    if shard is not None:
+        try:
+            state = shard.state_path(args.state)  # each shard its own file
+        except ValueError as exc:
+            raise UsageError(f"--state: {exc}") from None
+    elif SHARD_PLACEHOLDER in state:
+        raise UsageError(
+            f"--state: {state!r} contains {SHARD_PLACEHOLDER}, which only --shard fills"
+        )
     tenants = [args.tenant] if args.tenant is not None else read_tenants(args.tenants, stdin)
     sinks = sinks_of(args, stdout, environ)
     on_stdout = any(isinstance(s, JsonlSink) and s.target == "-" for s in sinks)
     info = Printer(stderr if on_stdout else stdout)  # stdout may carry the events
+    if shard is not None:
+        total = len(set(tenants))
+        tenants = shard.select(tenants)
+        info.print(f"{shard.describe(len(tenants), total)}, state {state}")
+        if not tenants:  # nothing of this shard's to poll: a success, not a failure
+            for sink in sinks:
+                await sink.aclose()
+            return EXIT_OK
     auth: Auth = make_auth(args, environ, stderr)
-    store = SQLiteStateStore(args.state)
+    store = SQLiteStateStore(state)
     outbox = Outbox(store, sinks, policy_of(args))
     try:
         async with make_session(args, auth, concurrency=args.concurrency) as session, store:
