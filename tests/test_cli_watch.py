@@ -187,7 +187,7 @@ def test_forever_stops_cleanly_on_a_signal(
         command(
             emu,
             *("--tenant", emu.tenant_ids[0], "--state", str(state)),
-            *("--interval", "1s", "--sink", f"jsonl:{out}"),
+            *("--interval", "1s", "--no-budget", "--sink", f"jsonl:{out}"),
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

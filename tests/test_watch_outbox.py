@@ -278,8 +278,9 @@ async def test_action_due_fires_once_per_threshold(tmp_path: Path) -> None:
     config = EmulatorConfig(seed=7, tenants=4, messages_per_tenant=30, now=START, timeline=BUSY)
     async with (
         Emulator(config, clock=ManualClock()) as emu,
+        # 24 emulated days in seconds of real time: Graph's budget is for real minutes.
         ServiceCommsSession(
-            token=Emulator.graph_token, api="graph", base_url=emu.graph_base_url
+            token=Emulator.graph_token, api="graph", base_url=emu.graph_base_url, budget=None
         ) as s,
         SQLiteStateStore(tmp_path / "w.db") as store,
     ):

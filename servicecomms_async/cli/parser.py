@@ -129,6 +129,22 @@ def _add_connection(parser: argparse.ArgumentParser, ops: Sequence[Operation]) -
         help="tries per request",
     )
     group.add_argument(
+        "--budget-per-tenant",
+        type=types.windows("--budget-per-tenant"),
+        metavar="N/SECONDS,...",
+        help="request budget per tenant, e.g. 240/60,800/3600: a request waits for room instead of "
+        "being throttled (default on Graph: 240/60,800/3600; none on the legacy API)",
+    )
+    group.add_argument(
+        "--budget-per-app",
+        type=types.windows("--budget-per-app"),
+        metavar="N/SECONDS,...",
+        help="request budget for all tenants together (default on Graph: 130000/10)",
+    )
+    group.add_argument(
+        "--no-budget", action="store_true", help="no request budget: only react to 429s"
+    )
+    group.add_argument(
         "-v",
         "--verbose",
         action="count",

@@ -122,6 +122,11 @@ async def run(
                 concurrency=args.concurrency,
                 tenant_timeout=getattr(args, "tenant_timeout", None),
             )
+            if not args.once:
+                try:
+                    watcher.check_interval(args.interval)
+                except ValueError as exc:
+                    raise UsageError(f"--interval: {exc}") from None
             await outbox.open()
             return await _loop(args, watcher, outbox, info)
     except StateStoreError as exc:
