@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 from yarl import URL
 
+from . import telemetry
 from ._config import NO_OPTIONS, RequestOptions, Timeout
 from ._engine import Engine, Select
 from ._odata import Filter
@@ -83,7 +84,7 @@ class ApiClient:
         filter_text = filters.build() if filters is not None else None
         if filter_text is not None:
             query["$filter"] = filter_text
-        return self._engine.list(
+        pager = self._engine.list(
             self.tenant_id,
             _join(self._root, self._root_text, path),
             model,
@@ -94,6 +95,9 @@ class ApiClient:
             page_size=page_size,
             max_items=max_items,
         )
+        if telemetry.ENABLED:
+            pager._operation = telemetry.list_operation(path, self.tenant_id, self.dialect.name)
+        return pager
 
     async def _get(
         self,

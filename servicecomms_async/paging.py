@@ -39,7 +39,7 @@ import anyio.lowlevel
 import attrs
 from yarl import URL
 
-from . import _constants
+from . import _constants, telemetry
 from ._odata import encode_query
 from ._transport import Response
 from ._validate import validate_page_size
@@ -135,6 +135,9 @@ Fetch = Callable[[URL], Awaitable[Response]]
 
 class AsyncPager(Generic[T]):
     """Items of type ``T`` from one list operation, fetched page by page as they are consumed."""
+
+    # The span a stream of this pager runs in (set by the client while telemetry is on).
+    _operation: telemetry.Operation | None = None
 
     def __init__(
         self,
@@ -246,8 +249,17 @@ class AsyncPager(Generic[T]):
             async for page, _ in stream:
                 yield page
 
-    async def _stream(self, *, pages: bool = False) -> AsyncGenerator[tuple[Any, bool], None]:
-        """The paging loop: ``(Page, last)`` per page with ``pages``, else ``(items, last)``."""
+    def _stream(self, *, pages: bool = False) -> AsyncGenerator[tuple[Any, bool], None]:
+        """The paging loop: ``(Page, last)`` per page with ``pages``, else ``(items, last)``; in
+        the operation's span when telemetry is on."""
+        operation = self._operation
+        if operation is None:
+            return self._paginate(self._fetch, pages)
+        return telemetry.traced_stream(
+            operation, self._fetch, lambda fetch: self._paginate(fetch, pages)
+        )
+
+    async def _paginate(self, fetch: Fetch, pages: bool) -> AsyncGenerator[tuple[Any, bool], None]:
         query = self._query
         url = query.url(0)
         skip = 0
@@ -265,7 +277,7 @@ class AsyncPager(Generic[T]):
                     f"more than {self._max_pages} pages from {query.endpoint}; stopping (raise max_pages "
                     "if this is expected)"
                 )
-            response = await self._fetch(url)
+            response = await fetch(url)
             page_url, request_id, date = response.url, response.request_id, response.date
             failure: ServiceCommsError | None = None
             try:

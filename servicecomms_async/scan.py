@@ -66,7 +66,7 @@ import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
-from . import _constants
+from . import _constants, telemetry
 from ._validate import validate_int, validate_seconds, validate_tenant_id
 from .auth import cancellation_is_ours
 from .errors import RequestTimeoutError, ServiceCommsError
@@ -275,6 +275,7 @@ class Scan(Generic[T]):
         self._suspects: list[TenantFailed] | None = []
         self._suspects_needed = min(_constants.SCAN_PROGRAMMING_ERROR_TENANTS, valid)
         self._broken: BaseException | None = None
+        self._observer: telemetry.ScanObserver | None = None  # the scan's span, when traced
 
     @property
     def tenant_ids(self) -> list[str]:
@@ -305,8 +306,14 @@ class Scan(Generic[T]):
             pending = iter(self._plan)
             workers = min(self.concurrency, len(self._plan))
             results.producers = workers
-            for _ in range(workers):
-                task_group.start_soon(self._work, pending, results)
+            observer = self._observer = telemetry.scan_started(len(self._plan), self.concurrency)
+            if observer is None:
+                for _ in range(workers):
+                    task_group.start_soon(self._work, pending, results)
+            else:
+                with observer.current():  # the workers (and their requests) run in its span
+                    for _ in range(workers):
+                        task_group.start_soon(self._work, pending, results)
             if not workers:
                 results.close_one()
             self._receive = results
@@ -322,6 +329,26 @@ class Scan(Generic[T]):
         stack, self._exit_stack = self._exit_stack, None
         if stack is None:
             return None
+        observer = self._observer
+        if observer is None:
+            return await self._exit(stack, exc_type, exc, tb)
+        error: BaseException | None = None
+        try:
+            return await self._exit(stack, exc_type, exc, tb)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            self._observer = None
+            observer.finished(self.progress, error)
+
+    async def _exit(
+        self,
+        stack: AsyncExitStack,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
         # Whatever the consumer did (finished, broke out, raised, was cancelled), nothing is left
         # to deliver to: stop the workers before waiting for the task group.
         if self._task_group is not None:
@@ -519,6 +546,8 @@ class Scan(Generic[T]):
             progress.tenants_succeeded += 1
         else:
             progress.tenants_failed += 1
+            if self._observer is not None:
+                self._observer.tenant_failed(outcome.error)
         if progress.tenants_remaining == 0:
             progress.finished_at = time.monotonic()
         if self._on_progress is not None:
