@@ -43,6 +43,7 @@ from typing import Any
 import anyio
 import attrs
 
+from .. import telemetry
 from .diff import Kind, fingerprint
 from .events import EventType, WatchEvent, event_id
 from .sinks import DeliveryError, Sink
@@ -117,6 +118,10 @@ class Outbox:
         self.policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()
         self._now = clock or (lambda: datetime.now(timezone.utc))
+        # Per sink after the last delivery run: pending deliveries and the oldest one's creation
+        # (for the outbox gauges).
+        self._pending: dict[str, tuple[int, datetime | None]] = {}
+        telemetry.outbox_source(self)
 
     def __repr__(self) -> str:
         return f"Outbox({', '.join(s.name for s in self.sinks)})"
@@ -187,7 +192,26 @@ class Outbox:
         for sink in self.sinks:
             pending = await self.store.deliveries(states=("pending",), sink=sink.name)
             report.pending[sink.name] = len(pending)
+            oldest = min((d.created_at for d in pending), default=None)
+            self._pending[sink.name] = (len(pending), oldest)
+        if telemetry.ENABLED:
+            for state, counts in (
+                ("delivered", report.delivered),
+                ("failed", report.failed),
+                ("dead", report.dead),
+            ):
+                for name, count in counts.items():
+                    telemetry.deliveries(name, state, count)
         return report
+
+    def depth(self) -> list[tuple[str, int, float]]:
+        """Per sink: deliveries pending after the last :meth:`deliver` and the age in seconds of
+        the oldest of them (0 when none): the ``servicecomms.outbox.*`` gauges."""
+        now = self._now()
+        return [
+            (name, count, max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+            for name, (count, oldest) in self._pending.items()
+        ]
 
     async def _drain(self, sink: Sink, deadline: float | None, report: OutboxReport) -> None:
         name = sink.name

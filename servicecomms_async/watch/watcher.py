@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .. import _constants
+from .. import _constants, telemetry
 from .._status import rank
 from .._validate import validate_int, validate_seconds
 from .._wire import parse_datetime
@@ -144,6 +144,11 @@ class Watcher:
             self._owns_store = False
         self._opened = False
         self.last_cycle: CycleReport | None = None
+        # For the staleness gauge: each tenant's last successful poll (time.time()), and when
+        # this watcher began (what a tenant never polled successfully is measured from).
+        self._started = time.time()
+        self._last_success: dict[str, float] = {}
+        telemetry.watch_source(self)
 
     def __repr__(self) -> str:
         return f"Watcher({len(self.tenant_ids)} tenants, baseline={self.baseline!r})"
@@ -177,19 +182,49 @@ class Watcher:
 
     # -- the feed -----------------------------------------------------------------------------------
 
+    def staleness(self) -> list[tuple[str, float]]:
+        """Seconds since each tenant's last successful poll (since this watcher began, for a
+        tenant never polled successfully): the ``servicecomms.watch.staleness`` gauge."""
+        now = time.time()
+        last, started = self._last_success, self._started
+        return [(t, max(0.0, now - last.get(t, started))) for t in self.tenant_ids]
+
     async def poll(self) -> list[WatchEvent]:
         """One cycle over every tenant; returns the events it made, already stored."""
+        with telemetry.operation_span(
+            "servicecomms.watch.cycle",
+            attributes={"servicecomms.watch.tenants": len(self.tenant_ids)},
+        ) as span:
+            made = await self._poll()
+            cycle = self.last_cycle
+            assert cycle is not None
+            span.set("servicecomms.watch.succeeded", cycle.succeeded)
+            span.set("servicecomms.watch.failed", len(cycle.failed))
+            span.set("servicecomms.watch.events", cycle.events)
+            span.set("servicecomms.watch.requests", cycle.requests)
+        if telemetry.ENABLED:
+            telemetry.watch_events(event.type.value for event in made)
+        return made
+
+    async def _poll(self) -> list[WatchEvent]:
         if not self._opened:
             await self.open()
         started = time.monotonic()
         sent_before = self._session.requests_sent
         states = {s.tenant_id: s for s in await self._store.tenant_states()}
+        for state in states.values():
+            if state.last_success is not None and state.tenant_id not in self._last_success:
+                self._last_success[state.tenant_id] = state.last_success.timestamp()
         made: list[WatchEvent] = []
         failed: list[str] = []
         succeeded = 0
 
         async def poll_one(client: GraphClient) -> AsyncIterator[list[WatchEvent]]:
-            yield await self._poll_tenant(client, states.get(client.tenant_id))
+            tenant = client.tenant_id
+            with telemetry.operation_span("servicecomms.watch.tenant", tenant=tenant) as span:
+                events = await self._poll_tenant(client, states.get(tenant))
+                span.set("servicecomms.watch.events", len(events))
+            yield events
 
         async with self._session.scan(
             self.tenant_ids,
@@ -201,6 +236,7 @@ class Watcher:
                 if isinstance(result, ScanItem):
                     made.extend(result.value)
                     succeeded += 1
+                    self._last_success[result.tenant_id] = time.time()
                 elif isinstance(result, TenantFailed):
                     failed.append(result.tenant_id)
                     made.extend(
