@@ -468,6 +468,20 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
         metavar="SECONDS",
         help="how long one tenant's poll may take in all before it counts as failed",
     )
+    group.add_argument(
+        "--metrics-port",
+        type=types.checked(int, _port, expected="a port number"),
+        metavar="PORT",
+        help="serve the OpenTelemetry metrics (staleness per tenant, requests, throttling, "
+        "deliveries, outbox depth) in Prometheus' text format at http://HOST:PORT/metrics while "
+        "watching; needs servicecomms-async[otel]",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port listens on (loopback unless told otherwise)",
+    )
     _add_connection(watch, graph_ops[:1])
     subcommands = watch.add_subparsers(
         dest="watch_command", metavar="SUBCOMMAND", parser_class=Parser
@@ -571,3 +585,9 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
     from ..emulator.command import add_arguments
 
     add_arguments(parser)
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"--metrics-port must be from 1 to 65535, got {value}")
+    return value

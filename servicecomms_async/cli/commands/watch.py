@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import anyio
 
+from ... import telemetry
 from ...sharding import SHARD_PLACEHOLDER
 from ...watch import SQLiteStateStore, Watcher
 from ...watch.config import load_config, sinks_from
@@ -112,7 +113,9 @@ async def run(
     auth: Auth = make_auth(args, environ, stderr)
     store = SQLiteStateStore(state)
     outbox = Outbox(store, sinks, policy_of(args))
+    stop_metrics = None
     try:
+        stop_metrics = serve_metrics(args, info)
         async with make_session(args, auth, concurrency=args.concurrency) as session, store:
             watcher = Watcher(
                 session,
@@ -132,8 +135,29 @@ async def run(
     except StateStoreError as exc:
         raise UsageError(f"--state: {exc}") from None
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         await outbox.aclose()
         await auth.close()
+
+
+def serve_metrics(args: argparse.Namespace, info: Printer) -> Any:
+    """Start ``--metrics-port``'s Prometheus endpoint (None without it); the function that stops it."""
+    port = getattr(args, "metrics_port", None)
+    if port is None:
+        return None
+    host = getattr(args, "metrics_host", "127.0.0.1")
+    try:
+        stop = telemetry.serve_prometheus(port, host)
+    except telemetry.MetricsUnavailableError as exc:
+        raise UsageError(f"--metrics-port: {exc}") from None
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    shown = f"[{host}]" if ":" in host else host
+    info.print(f"metrics at http://{shown}:{port}/metrics")
+    return stop
 
 
 async def _loop(args: argparse.Namespace, watcher: Watcher, outbox: Outbox, info: Printer) -> int:
