@@ -16,12 +16,11 @@ sent to fail; a wait that would end after the request's deadline fails at once w
 
 The legacy API has no documented limits: its sessions have no budget unless given one.
 
-**Sizing a watch** (the formula the README gives): a tenant costs ``3 + p`` requests per poll (three
-collections, ``p`` extra pages when more than 1,000 items changed), and a full resync ``3 + P`` (``P``
-the extra pages of its whole collections) every ``full_resync``; per hour that is
-``(3 + p) * 3600 / interval + (3 + P) * 3600 / full_resync``, which must stay under 800, and under
-``240 / 60`` per second at the start of a cycle. At the default 5-minute interval and 6-hour resync a
-tenant spends about 37 requests an hour.
+**Sizing a watch**: a poll costs a tenant 3 requests (more pages only when over 1,000 items changed)
+and a full resync 3 more every ``full_resync``, so in a window of ``W`` seconds a tenant spends
+``3 * ceil(W / interval) + 3 * ceil(W / full_resync)`` requests, which must stay within the window's
+count (``Watcher.check_interval`` checks it). With Graph's limits the shortest interval is 14 seconds;
+at the default 5 minutes and 6 hours a tenant spends 39 requests an hour.
 """
 
 from __future__ import annotations
