@@ -24,7 +24,7 @@ import attrs
 import orjson
 from yarl import URL
 
-from . import _constants
+from . import _constants, telemetry
 from ._config import Limits, Timeout
 from .auth import Secret, TokenProvider
 from .budget import BudgetLimiter
@@ -205,13 +205,25 @@ class Transport:
         tracked = task is not None and task not in in_progress
         if tracked:
             in_progress.add(task)  # type: ignore[arg-type]
+        client_request_id = telemetry.new_client_request_id()
         try:
             return await self._request(
-                _Call(method, url, headers, json_body, raw),
+                _Call(method, url, headers, json_body, raw, client_request_id),
                 tenant=tenant,
                 policy=retry or self.retry,
                 timeouts=timeouts or self.timeout,
             )
+        except ServiceCommsError as exc:
+            # Graph's request-id with our client-request-id: what Microsoft support asks for.
+            telemetry.log_failure(
+                logger,
+                logging.INFO,
+                exc,
+                tenant=tenant,
+                url=_redact(url),
+                client_request_id=client_request_id,
+            )
+            raise
         except asyncio.CancelledError:
             # Only a cancellation that aclose() sent becomes SessionClosedError; any other
             # cancellation propagates.
@@ -243,26 +255,36 @@ class Transport:
         attempt = 0
         refreshed_after_401 = False
         tokens = self.tokens
+        sent = 0  # attempts sent for this request (the 401 refresh included)
         while True:
             attempt += 1
             remaining = policy.deadline - (time.monotonic() - started)
             # The token wait is part of the request: it gets what is left of the deadline.
-            token = (
-                await tokens.get_token(tenant, within=remaining)
-                if same_origin(url, self.origin)
-                else None
-            )
+            token = None
+            if same_origin(url, self.origin):
+                with telemetry.token_span(tenant):
+                    token = await tokens.get_token(tenant, within=remaining)
             # Within the budget's windows, or not at all: a wait past the deadline fails now.
             budget = self.budget
-            if budget is not None and await budget.acquire(
-                tenant, deadline=started + policy.deadline
-            ):
-                remaining = policy.deadline - (time.monotonic() - started)
+            if budget is not None:
+                waited = await budget.acquire(tenant, deadline=started + policy.deadline)
+                if waited:
+                    telemetry.budget_waited(tenant, waited)
+                    remaining = policy.deadline - (time.monotonic() - started)
+            resend_count, sent = sent, sent + 1
             try:
                 try:
-                    answer = await self._attempt(
-                        call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
-                    )
+                    with telemetry.attempt_span(
+                        call.method,
+                        url,
+                        tenant,
+                        resend_count,
+                        client_request_id=call.client_request_id,
+                    ) as span:
+                        answer = await self._attempt(
+                            call, tenant=tenant, token=token, timeouts=timeouts, remaining=remaining
+                        )
+                        span.response(answer.status, answer.request_id)
                 finally:
                     if budget is not None:
                         budget.answered(tenant)
@@ -337,7 +359,10 @@ class Transport:
                 policy.attempts,
                 _reason(failure),
             )
-            await anyio.sleep(decision.wait)
+            with telemetry.retry_wait_span(
+                decision.wait, retry_after=retry_after, error=failure, resend_count=sent
+            ):
+                await anyio.sleep(decision.wait)
 
     async def _attempt(
         self,
@@ -375,6 +400,8 @@ class Transport:
     ) -> _RawResponse:
         url = call.url
         headers: dict[str, str] = dict(call.headers or {})
+        if call.client_request_id:
+            headers["client-request-id"] = call.client_request_id
         if token is not None:
             # Shown as *** by every repr (the dict, aiohttp's header multidicts, traceback locals);
             # its text is only read when aiohttp writes the request line and headers.
@@ -535,6 +562,7 @@ class _Call:
     headers: Mapping[str, str] | None
     json_body: Any
     raw: bool
+    client_request_id: str = ""  # sent as client-request-id: Graph echoes and logs it
 
 
 @attrs.frozen

@@ -54,7 +54,6 @@ from servicecomms_async.watch.sinks import DeliveryError, JsonlSink
 
 from .conftest import SECRETS, TOKEN, ThreadedEmulator, leaks
 
-TRANSPORT_HOOKS = pytest.mark.xfail(strict=True, reason="transport hooks wired by the lead")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -214,7 +213,6 @@ async def test_a_failed_list_call_records_the_error_type_only(otel: Capture) -> 
     assert not span.events  # no exception event: its message names the URL and the tenant
 
 
-@TRANSPORT_HOOKS
 @pytest.mark.anyio
 async def test_a_list_call_has_a_client_span_per_http_attempt_and_the_duration_metric(
     graph_emu: Emulator, otel: Capture
@@ -303,7 +301,6 @@ async def test_a_scan_is_one_span_over_its_tenants_list_calls_with_its_metrics(
     assert otel.total("servicecomms.scan.duration") == 1
 
 
-@TRANSPORT_HOOKS
 @pytest.mark.anyio
 async def test_a_scan_with_faults_has_retry_spans_with_the_resend_count(otel: Capture) -> None:
     config = EmulatorConfig(seed=5, tenants=6, messages_per_tenant=0)
