@@ -74,3 +74,8 @@ TOKEN_PRUNE_INTERVAL = 60.0  # seconds between sweeps of expired tokens out of t
 # The legacy operations rebuilt over Microsoft Graph (servicecomms_async.over_graph).
 OVER_GRAPH_CURRENT_HOURS = 24  # CurrentStatus: issues unresolved or ended within this many hours
 OVER_GRAPH_HISTORY_DAYS = 7  # HistoricalStatus without since: today and the 6 days before it
+
+# Watch delivery (servicecomms_async.watch.outbox): tries per event and sink, and how long a run
+# waits for retries before leaving the rest pending.
+DELIVERY_ATTEMPTS = 8
+DELIVERY_TIMEOUT = 60.0

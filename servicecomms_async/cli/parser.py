@@ -486,24 +486,25 @@ def _add_watch(watch: argparse.ArgumentParser, graph_ops: Sequence[Operation]) -
     subcommands = watch.add_subparsers(
         dest="watch_command", metavar="SUBCOMMAND", parser_class=Parser
     )
-    status = subcommands.add_parser(
-        "status",
-        help="each tenant's last successful poll, cursor, failures in a row and pending events",
-        description="Print each tenant's state from a watch state file (read-only).",
-        formatter_class=HelpFormatter,
+    readers = (
+        (
+            "status",
+            "each tenant's last successful poll, cursor, failures in a row and pending events",
+            "Print each tenant's state from a watch state file (read-only).",
+        ),
+        (
+            "deliveries",
+            "the pending and dead deliveries, per event and sink",
+            "List the deliveries of a watch state file that are pending or dead (read-only).",
+        ),
     )
-    status.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
-    status.add_argument("--format", choices=("table", "json"), default="table", help="output")
-    status.add_argument("--wide", action="store_true", help="tables at their full width")
-    deliveries = subcommands.add_parser(
-        "deliveries",
-        help="the pending and dead deliveries, per event and sink",
-        description="List the deliveries of a watch state file that are pending or dead (read-only).",
-        formatter_class=HelpFormatter,
-    )
-    deliveries.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
-    deliveries.add_argument("--format", choices=("table", "json"), default="table", help="output")
-    deliveries.add_argument("--wide", action="store_true", help="tables at their full width")
+    for name, help_text, description in readers:
+        reader = subcommands.add_parser(
+            name, help=help_text, description=description, formatter_class=HelpFormatter
+        )
+        reader.add_argument("--state", metavar="PATH", required=True, help="the watch state file")
+        reader.add_argument("--format", choices=("table", "json"), default="table", help="output")
+        reader.add_argument("--wide", action="store_true", help="tables at their full width")
     replay = subcommands.add_parser(
         "replay",
         help="deliver events to a sink again (dead ones, one event, or all since a time)",
@@ -536,14 +537,14 @@ def _add_delivery(group: Any, *, config: bool = True) -> None:
     group.add_argument(
         "--delivery-attempts",
         type=types.count("--delivery-attempts"),
-        default=8,
+        default=_constants.DELIVERY_ATTEMPTS,
         metavar="N",
         help="tries per event and sink before it is dead",
     )
     group.add_argument(
         "--delivery-timeout",
         type=types.seconds("--delivery-timeout"),
-        default=60.0,
+        default=_constants.DELIVERY_TIMEOUT,
         metavar="SECONDS",
         help="how long a run waits for retries (Retry-After included) before leaving the rest pending",
     )

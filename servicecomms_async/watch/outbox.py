@@ -43,7 +43,7 @@ from typing import Any
 import anyio
 import attrs
 
-from .. import telemetry
+from .. import _constants, telemetry
 from .diff import Kind, fingerprint
 from .events import EventType, WatchEvent, event_id
 from .sinks import DeliveryError, Sink
@@ -62,7 +62,7 @@ class DeliveryPolicy:
     """How hard the outbox tries. ``attempts`` per event and sink (8); ``max_age`` after which an
     undelivered event is dead (a day); the backoff between tries (1 s doubling up to 5 minutes)."""
 
-    attempts: int = attrs.field(default=8)
+    attempts: int = attrs.field(default=_constants.DELIVERY_ATTEMPTS)
     max_age: timedelta = timedelta(days=1)
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
