@@ -52,15 +52,21 @@ import functools
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, TypeVar
 
-import orjson
-
+from ._sqlite_values import IN_CHUNK as _IN_CHUNK
+from ._sqlite_values import dt as _dt
+from ._sqlite_values import dumps as _dumps
+from ._sqlite_values import key as _key
+from ._sqlite_values import loads as _loads
+from ._sqlite_values import now as _now
+from ._sqlite_values import statements as _statements
+from ._sqlite_values import ts as _ts
 from .events import WatchEvent
 from .sqlite_outbox import INSERT_DELIVERIES, OutboxMethods, migrate_v2
 from .store import (
@@ -87,7 +93,6 @@ DEFAULT_DAILY_RETENTION = timedelta(days=90)
 DEFAULT_PRUNE_INTERVAL = timedelta(hours=1)
 BUSY_TIMEOUT_MS = 5_000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated to this after a checkpoint
-_IN_CHUNK = 500  # ids per "IN (...)" (SQLite's variable limit is 999 in old builds)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -162,53 +167,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # The tables every version from 1 on has; a file of ours without one of them is refused as damaged.
 _V1_TABLES = frozenset({"tenants", "snapshots", "events", "daily"})
-
-
-def _statements(script: str) -> list[str]:
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
-
-
-# -- values ---------------------------------------------------------------------------------------------
-
-
-def _ts(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds") + "Z"
-
-
-def _dt(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=timezone.utc)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _key(tenant_id: str) -> str:
-    return tenant_id.lower()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
-
-
-def _dumps(value: Any, what: str) -> bytes:
-    try:
-        return orjson.dumps(value, default=_json_default)
-    except TypeError as exc:  # orjson.JSONEncodeError; its text names the type, never the value
-        raise TypeError(f"{what} cannot be stored as JSON: {exc}") from None
-
-
-def _loads(blob: bytes | str) -> Any:
-    return orjson.loads(blob)
 
 
 # -- the file before SQLite sees it -----------------------------------------------------------------

@@ -22,6 +22,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ._sqlite_values import IN_CHUNK as _IN_CHUNK
+from ._sqlite_values import dt as _dt
+from ._sqlite_values import dumps as _dumps
+from ._sqlite_values import loads as _loads
+from ._sqlite_values import now as _now
+from ._sqlite_values import statements
+from ._sqlite_values import ts as _ts
 from .events import WatchEvent
 from .store import (
     DELIVERY_STATES,
@@ -87,9 +94,7 @@ INSERT_DELIVERIES = (
 
 def migrate_v2(conn: sqlite3.Connection) -> None:
     """v1 -> v2: the outbox (sinks, deliveries, rollups) and the due-date index."""
-    from .sqlite import _statements
-
-    for statement in _statements(_V2):
+    for statement in statements(_V2):
         conn.execute(statement)
 
 
@@ -118,7 +123,6 @@ class OutboxMethods:
         await self._call(self._register_sync, list(sinks))
 
     def _register_sync(self, sinks: list[SinkInfo]) -> None:
-        from .sqlite import _now, _ts
 
         def run(conn: sqlite3.Connection) -> None:
             last = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
@@ -136,7 +140,6 @@ class OutboxMethods:
         return await self._call(self._due_sync, sink, now, limit)
 
     def _due_sync(self, sink: str, now: datetime, limit: int) -> list[Delivery]:
-        from .sqlite import _dt, _ts
 
         moment = _ts(now)
         try:
@@ -177,7 +180,6 @@ class OutboxMethods:
         return await self._call(self._next_attempt_sync, sink)
 
     def _next_attempt_sync(self, sink: str) -> datetime | None:
-        from .sqlite import _dt
 
         try:
             row = (
@@ -197,7 +199,6 @@ class OutboxMethods:
         await self._call(self._delivered_sync, sink, list(event_ids), now)
 
     def _delivered_sync(self, sink: str, ids: list[str], now: datetime) -> None:
-        from .sqlite import _ts
 
         moment = _ts(now)
 
@@ -240,7 +241,6 @@ class OutboxMethods:
         next_at: datetime | None,
         dead: bool,
     ) -> None:
-        from .sqlite import _ts
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -261,7 +261,6 @@ class OutboxMethods:
         return await self._call(self._deliveries_sync, wanted, sink)
 
     def _deliveries_sync(self, states: list[str], sink: str | None) -> list[DeliveryRecord]:
-        from .sqlite import _dt
 
         marks = ",".join("?" * len(states)) or "NULL"
         sql = (
@@ -315,7 +314,6 @@ class OutboxMethods:
     def _replay_sync(
         self, sink: str, since: datetime | None, event_id: str | None, dead: bool
     ) -> int:
-        from .sqlite import _now, _ts
 
         now = _ts(_now())
         found = 0
@@ -366,7 +364,6 @@ class OutboxMethods:
         return await self._call(self._ack_unrouted_sync)
 
     def _ack_unrouted_sync(self) -> int:
-        from .sqlite import _now, _ts
 
         count = 0
 
@@ -403,7 +400,6 @@ class OutboxMethods:
         return [WatchEvent.from_json(body) for _, body in rows], last
 
     def _rollups_sync(self, keys: list[str]) -> dict[str, RollupRecord]:
-        from .sqlite import _IN_CHUNK, _dt, _loads
 
         found: dict[str, RollupRecord] = {}
         try:
@@ -432,7 +428,6 @@ class OutboxMethods:
     def _commit_rollups_sync(
         self, records: list[RollupRecord], events: list[WatchEvent], through_seq: int
     ) -> None:
-        from .sqlite import _dumps, _now, _ts
 
         now = _ts(_now())
         rows = [(e.id, e.to_json()) for e in events]
@@ -466,7 +461,6 @@ class OutboxMethods:
     def _due_snapshots_sync(
         self, key: str, kind: EntityKind, until: datetime
     ) -> dict[str, Snapshot]:
-        from .sqlite import _dt, _loads, _ts
 
         try:
             rows = (
