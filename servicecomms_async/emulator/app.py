@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .clock import ITEMS_KEY, REQUEST_TIME_KEY, THROTTLE_KEY, Clock, ManualClock, ScaledClock
 from .config import EmulatorConfig
-from .data import DataStore, TenantDataset
+from .data import TenantDataset
 from .errors import graph_error, graph_http_error, legacy_http_error, odata_error
 from .graph import (
     GRAPH_PREFIX,
@@ -37,6 +37,7 @@ from .legacy import API_PREFIX, LegacyApi, TokenValidator
 from .limits import GraphLimiter, GraphLimits, Throttle, Window
 from .server import LoopbackServer
 from .timeline import Change, Timeline
+from .world import DataStore
 
 __all__ = ["Emulator", "RecordedRequest", "TokenValidator", "run_forever"]
 

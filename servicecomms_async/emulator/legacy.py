@@ -24,10 +24,11 @@ from aiohttp import web
 
 from .cache import LRU
 from .clock import ITEMS_KEY, REQUEST_TIME_KEY
-from .data import OPERATIONS, DataStore, Json, Operation, filter_fields, wire_keys
+from .data import OPERATIONS, Json, Operation, filter_fields, wire_keys
 from .errors import odata_error
 from .odata import ODataError, apply_select, parse_filter, parse_select
 from .parsing import bearer_token, is_valid_tenant
+from .world import DataStore
 
 __all__ = ["API_PREFIX", "LegacyApi", "TokenValidator"]
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..clock import ITEMS_KEY, REQUEST_TIME_KEY, THROTTLE_KEY
-from ..data import DataStore, Json
+from ..data import Json
 from ..errors import (
     GraphError,
     bad_request,
@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..limits import GraphLimiter
 from ..odata import ODataError, apply_select, parse_filter
+from ..world import DataStore
 from .callers import (
     SERVICE_HEALTH_READ,
     SERVICE_MESSAGE_READ,

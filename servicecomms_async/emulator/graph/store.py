@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from ..cache import LRU
 from ..config import EmulatorConfig
-from ..data import INCIDENT, MESSAGE_CENTER, DataStore, Json, json_copy
+from ..data import INCIDENT, MESSAGE_CENTER, Json, json_copy
 from ..errors import not_found
 from ..odata import FieldKind, Predicate, parse_datetime_us, parse_filter
+from ..world import DataStore
 from .callers import GraphCaller
 from .convert import health_from_legacy, issue_from_legacy, message_from_legacy
 from .query import HEALTH_FIELDS, ISSUE_FIELDS, MESSAGE_FIELDS, typed
@@ -88,7 +89,7 @@ class TenantData:
 
 
 class GraphStore:
-    """The Graph items of every tenant, over an emulator's legacy :class:`~..data.DataStore`."""
+    """The Graph items of every tenant, over an emulator's legacy :class:`~..world.DataStore`."""
 
     def __init__(self, store: DataStore) -> None:
         # Graph is derived from the real shape whatever shape the legacy routes serve.
