@@ -9,6 +9,7 @@ least that building these objects can cost.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
@@ -29,10 +30,18 @@ def _text(value: Any) -> str | None:
     raise TypeError("expected a string")
 
 
+if sys.version_info >= (3, 11):
+    _fromisoformat = datetime.fromisoformat
+else:  # Python 3.10's fromisoformat does not read "Z"
+
+    def _fromisoformat(value: str) -> datetime:
+        return datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
+
+
 def _when(value: Any) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value)
+    parsed = _fromisoformat(value)
     return parsed if parsed.tzinfo is _UTC else parsed.astimezone(_UTC)
 
 

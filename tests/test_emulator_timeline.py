@@ -21,6 +21,7 @@ import aiohttp
 import anyio
 import pytest
 
+from servicecomms_async._wire import parse_datetime
 from servicecomms_async.emulator import (
     Change,
     Emulator,
@@ -399,7 +400,7 @@ async def test_lastmodified_filter_returns_exactly_what_changed(
                     newer = [
                         i["id"]
                         for i in everything
-                        if datetime.fromisoformat(i["lastModifiedDateTime"]) >= cursor
+                        if parse_datetime(i["lastModifiedDateTime"]) >= cursor
                     ]
                     assert [i["id"] for i in got] == newer
                     assert set(newer) == {i for k, i in moved if k == kind}, (tenant, hours, kind)
@@ -491,7 +492,7 @@ async def test_message_center_posts_are_published_back_dated_and_updated(
         for message_id, at in published.items():
             message = messages[message_id]
             assert list(message) == REAL_MESSAGE_KEYS
-            start = datetime.fromisoformat(message["startDateTime"])
+            start = parse_datetime(message["startDateTime"])
             assert start < at - timedelta(minutes=59)  # back-dated: "new" is not startDateTime
             body = message["body"]["content"]
             if message_id in updated:
@@ -543,4 +544,4 @@ def test_message_center_data_matches_the_real_captures() -> None:
     real_tags = {t for m in real for t in m["tags"]}
     assert {t for m in ours for t in m["tags"]} <= real_tags
     for m in ours:
-        assert datetime.fromisoformat(m["endDateTime"]) > datetime.fromisoformat(m["startDateTime"])
+        assert parse_datetime(m["endDateTime"]) > parse_datetime(m["startDateTime"])
