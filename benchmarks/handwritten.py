@@ -32,10 +32,8 @@ def _text(value: Any) -> str | None:
 
 if sys.version_info >= (3, 11):
     _fromisoformat = datetime.fromisoformat
-else:  # Python 3.10's fromisoformat does not read "Z"
-
-    def _fromisoformat(value: str) -> datetime:
-        return datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
+else:  # Python 3.10's fromisoformat reads neither "Z" nor 1, 2, 4, 5 or 7 fractional digits
+    from servicecomms_async._wire import parse_datetime as _fromisoformat
 
 
 def _when(value: Any) -> datetime | None:

@@ -25,6 +25,7 @@ at most 4 requests a second, Slack 1), across every sink of the process that pos
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -328,7 +329,7 @@ class _HttpSink:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     location = _host_of(resp.headers.get("Location"))
                     text = await _read_some(resp)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             failure = f"no answer within {self.timeout:g}s"
         except aiohttp.ClientResponseError as exc:  # its str() holds the URL: only its message
             failure = f"unreadable response: {type(exc).__name__}: {exc.message}"
@@ -403,7 +404,7 @@ async def _read_some(resp: aiohttp.ClientResponse) -> str:
                 break
             chunks.append(chunk)
             size += len(chunk)
-    except (aiohttp.ClientError, TimeoutError, OSError):
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
         pass  # the status is what matters; the text is a courtesy
     return b"".join(chunks).decode("utf-8", errors="replace")
 
