@@ -472,3 +472,25 @@ def test_a_bad_config_is_a_usage_error(
     assert code == 2 and message in stderr, stderr
     assert "whsec_abc" not in stderr
     assert not (tmp_path / "w.db").exists()
+
+
+def test_a_line_torn_by_a_crash_is_cut_before_appending(emu: Emulator, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    whole = '{"specversion": "1.0", "id": "earlier"}\n'
+    out.write_text(whole + '{"specversion": "1.0", "id": "torn-by-kill-9", "da')
+    code, _, stderr = watch(
+        emu,
+        "--once",
+        "--tenant",
+        emu.tenant_ids[0],
+        "--state",
+        str(tmp_path / "w.db"),
+        "--baseline",
+        "all",
+        "--sink",
+        f"jsonl:{out}",
+    )
+    assert code == 0, stderr
+    text = out.read_text()
+    assert text.startswith(whole) and "torn-by-kill-9" not in text
+    assert all(json.loads(line) for line in text.splitlines())  # whole lines only

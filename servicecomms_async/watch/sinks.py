@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import Protocol, TextIO
@@ -102,7 +103,8 @@ class JsonlSink:
                 self._file = _Text(self._stdout or sys.stdout)
             else:
                 # Append only: what earlier runs delivered stays. 0o600: events name tenants.
-                fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+                _drop_torn_tail(fd)
                 self._file = os.fdopen(fd, "ab")
         return self._file
 
@@ -129,6 +131,25 @@ class JsonlSink:
         if self._file is not None and self.target != "-":
             self._file.close()
         self._file = None
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """A process killed in the middle of a write leaves part of a line at the end of the file; that
+    event was never marked delivered, so it is written again whole. Cut the part first, so that the
+    file holds whole lines only (a consumer reading it line by line never meets a torn one)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        return
+    keep = size
+    while keep > 0:
+        chunk = os.pread(fd, min(keep, 65536), max(0, keep - 65536))
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            keep = keep - len(chunk) + newline + 1
+            break
+        keep -= len(chunk)
+    if keep < size:
+        os.ftruncate(fd, keep)
 
 
 class _Text:
