@@ -190,10 +190,9 @@ class Outbox:
                 group.start_soon(self._drain, sink, deadline, report)
         await self.store.ack_unrouted()
         for sink in self.sinks:
-            pending = await self.store.deliveries(states=("pending",), sink=sink.name)
-            report.pending[sink.name] = len(pending)
-            oldest = min((d.created_at for d in pending), default=None)
-            self._pending[sink.name] = (len(pending), oldest)
+            count, oldest = await self.store.pending_summary(sink.name)
+            report.pending[sink.name] = count
+            self._pending[sink.name] = (count, oldest)
         if telemetry.ENABLED:
             for state, counts in (
                 ("delivered", report.delivered),

@@ -143,38 +143,59 @@ class OutboxMethods:
 
         moment = _ts(now)
         try:
-            rows = (
-                self._db()
-                .execute(
-                    "SELECT d.seq, d.tenant_key, d.next_attempt_at, d.attempts, d.created_at, e.body "
-                    "FROM deliveries AS d JOIN events AS e USING (event_id) "
-                    "WHERE d.sink = ? AND d.state = 'pending' ORDER BY d.seq",
-                    (sink,),
-                )
-                .fetchall()
+            # Read lazily, in order, and stop at ``limit`` due: a long backlog is not read whole for
+            # every batch taken from its head.
+            rows = self._db().execute(
+                "SELECT d.seq, d.tenant_key, d.next_attempt_at, d.attempts, d.created_at, e.body "
+                "FROM deliveries AS d JOIN events AS e USING (event_id) "
+                "WHERE d.sink = ? AND d.state = 'pending' ORDER BY d.seq",
+                (sink,),
             )
         except sqlite3.Error as exc:
             raise self._error("reading deliveries", exc) from exc
         due: list[Delivery] = []
         waiting: set[str] = set()  # tenants with an earlier delivery not due yet
-        for seq, tenant, next_at, attempts, created, body in rows:
-            if tenant in waiting:
-                continue
-            if next_at is not None and moment is not None and next_at > moment:
-                waiting.add(tenant)
-                continue
-            due.append(
-                Delivery(
-                    sink=sink,
-                    event=WatchEvent.from_json(body),
-                    seq=seq,
-                    attempts=attempts,
-                    created_at=_dt(created) or now,
+        try:
+            for seq, tenant, next_at, attempts, created, body in rows:
+                if tenant in waiting:
+                    continue
+                if next_at is not None and moment is not None and next_at > moment:
+                    waiting.add(tenant)
+                    continue
+                due.append(
+                    Delivery(
+                        sink=sink,
+                        event=WatchEvent.from_json(body),
+                        seq=seq,
+                        attempts=attempts,
+                        created_at=_dt(created) or now,
+                    )
                 )
-            )
-            if len(due) >= limit:
-                break
+                if len(due) >= limit:
+                    break
+        except sqlite3.Error as exc:
+            raise self._error("reading deliveries", exc) from exc
+        finally:
+            rows.close()  # the rest of the backlog is not read
         return due
+
+    async def pending_summary(self, sink: str) -> tuple[int, datetime | None]:
+        return await self._call(self._pending_summary_sync, sink)
+
+    def _pending_summary_sync(self, sink: str) -> tuple[int, datetime | None]:
+        try:
+            count, oldest = (
+                self._db()
+                .execute(
+                    "SELECT count(*), min(created_at) FROM deliveries "
+                    "WHERE sink = ? AND state = 'pending'",
+                    (sink,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error("counting deliveries", exc) from exc
+        return int(count), _dt(oldest)
 
     async def next_attempt(self, sink: str) -> datetime | None:
         return await self._call(self._next_attempt_sync, sink)

@@ -261,6 +261,9 @@ class OutboxStore(Protocol):
     ) -> None:
         """Record a failed attempt: retried at ``next_attempt_at``, or ``dead``."""
 
+    async def pending_summary(self, sink: str) -> tuple[int, datetime | None]:
+        """How many deliveries of ``sink`` are pending, and when the oldest of them was made."""
+
     async def deliveries(
         self, *, states: Sequence[DeliveryState] = ("pending", "dead"), sink: str | None = None
     ) -> list[DeliveryRecord]:
