@@ -33,7 +33,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["KINDS", "load_config", "parse_sink_spec", "sink_from_table", "sinks_from"]
+__all__ = [
+    "KINDS",
+    "check_names",
+    "load_config",
+    "parse_sink_spec",
+    "sink_from_table",
+    "sinks_from",
+]
 
 KINDS = ("jsonl", "webhook", "teams", "slack")
 _KEYS = {"name", "kind", "target", "secret", "token", "rollup", "auth", "cloud", "timeout"}
@@ -150,6 +157,11 @@ def sinks_from(
         sink_from_table(t, environ=environ, stdout=stdout, rollup=rollup, cloud=cloud)
         for t in tables
     ]
+    return check_names(sinks)
+
+
+def check_names(sinks: list[Sink]) -> list[Sink]:
+    """``sinks``, once no two of them share a name (``ValueError`` naming the first that does)."""
     names = [s.name for s in sinks]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -24,7 +24,7 @@ import anyio
 from ... import telemetry
 from ...sharding import SHARD_PLACEHOLDER
 from ...watch import SQLiteStateStore, Watcher
-from ...watch.config import load_config, sinks_from
+from ...watch.config import check_names, load_config, sinks_from
 from ...watch.outbox import DeliveryPolicy, Outbox, OutboxReport
 from ...watch.sinks import JsonlSink, Sink
 from ...watch.store import StateStoreError
@@ -42,27 +42,30 @@ def sinks_of(
     args: argparse.Namespace,
     stdout: TextIO,
     environ: Mapping[str, str],
+    specs: Sequence[str],
     *,
     default: Sequence[str] = ("jsonl:-",),
 ) -> list[Sink]:
-    """The sinks of ``--sink`` and ``--config`` (``default`` when neither names one)."""
+    """The sinks of ``specs`` (``--sink``) and ``--config`` (``default`` when neither names one);
+    a usage error names the flag its sink came from."""
     config_path = getattr(args, "config", None)
+    options: dict[str, Any] = {
+        "environ": environ,
+        "stdout": stdout,
+        "rollup": getattr(args, "rollup", False),
+        "cloud": getattr(args, "cloud", "public"),
+    }
     try:
         config = load_config(config_path) if config_path else None
-        specs: list[str] = list(getattr(args, "sink", None) or [])
-        if not specs and not (config or {}).get("sinks"):
-            specs = list(default)
-        return sinks_from(
-            specs,
-            config,
-            environ=environ,
-            stdout=stdout,
-            rollup=getattr(args, "rollup", False),
-            cloud=getattr(args, "cloud", "public"),
-        )
+        from_config = sinks_from((), config, **options) if config else []
     except ValueError as exc:
-        flag = "--config" if config_path and "sink" not in str(exc)[:5] else "--sink"
-        raise UsageError(f"{flag}: {exc}") from None
+        raise UsageError(f"--config: {exc}") from None
+    if not specs and not from_config:
+        specs = default
+    try:
+        return check_names([*sinks_from(specs, None, **options), *from_config])
+    except ValueError as exc:
+        raise UsageError(f"--sink: {exc}") from None
 
 
 def policy_of(args: argparse.Namespace) -> DeliveryPolicy:
@@ -99,7 +102,7 @@ async def run(
             f"--state: {state!r} contains {SHARD_PLACEHOLDER}, which only --shard fills"
         )
     tenants = [args.tenant] if args.tenant is not None else read_tenants(args.tenants, stdin)
-    sinks = sinks_of(args, stdout, environ)
+    sinks = sinks_of(args, stdout, environ, args.sink or ())
     on_stdout = any(isinstance(s, JsonlSink) and s.target == "-" for s in sinks)
     info = Printer(stderr if on_stdout else stdout)  # stdout may carry the events
     if shard is not None:
@@ -281,8 +284,7 @@ async def run_replay(args: argparse.Namespace, stdout: TextIO, environ: Mapping[
     sinks: list[Sink] = []
     if spec or args.config:
         # The sink's definition is here: deliver now, not only at the next watch run.
-        args.sink_specs = [args.sink] if spec else []
-        known = sinks_of(_with_sinks(args), stdout, environ, default=())
+        known = sinks_of(args, stdout, environ, [args.sink] if spec else (), default=())
         sinks = [s for s in known if s.name == name]
         if not sinks:
             raise UsageError(f"--sink: {name!r} is not a sink of {args.config}")
@@ -319,12 +321,6 @@ async def run_replay(args: argparse.Namespace, stdout: TextIO, environ: Mapping[
         if not sum(report.pending.values()) and not sum(report.dead.values())
         else EXIT_FAILED
     )
-
-
-def _with_sinks(args: argparse.Namespace) -> argparse.Namespace:
-    copy = argparse.Namespace(**vars(args))
-    copy.sink = args.sink_specs
-    return copy
 
 
 async def run_status(args: argparse.Namespace, stdout: TextIO) -> int:
