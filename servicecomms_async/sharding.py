@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _constants
 from ._validate import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ async def watch_shard(
     baseline: Baseline = "active",
     concurrency: int | None = None,
     tenant_timeout: float | None = None,
-    delivery_timeout: float = 60.0,
+    delivery_timeout: float = _constants.DELIVERY_TIMEOUT,
 ) -> dict[str, Any]:
     """One watch cycle for this shard's tenants (what ``servicecomms watch --once --shard`` does):
     deliver what earlier runs left pending, poll every tenant of the shard, roll up, deliver; return
@@ -289,7 +290,6 @@ async def watch_shard(
     """
     from contextlib import AsyncExitStack
 
-    from ._constants import SCAN_CONCURRENCY
     from .session import ServiceCommsSession
     from .watch import SQLiteStateStore, Watcher
     from .watch.outbox import Outbox
@@ -332,14 +332,12 @@ async def watch_shard(
             mine,
             store,
             baseline=baseline,
-            concurrency=SCAN_CONCURRENCY if concurrency is None else concurrency,
+            concurrency=_constants.SCAN_CONCURRENCY if concurrency is None else concurrency,
             tenant_timeout=tenant_timeout,
         )
         await outbox.open()
         backlog = await outbox.deliver(within=delivery_timeout)
-        await watcher.poll()
-        rollups = await outbox.roll_up()
-        report = await outbox.deliver(within=delivery_timeout)
+        rollups, report = await outbox.cycle(watcher, within=delivery_timeout)
     cycle = watcher.last_cycle
     assert cycle is not None
     summary.update(

@@ -38,7 +38,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -48,6 +48,9 @@ from .diff import Kind, fingerprint
 from .events import EventType, WatchEvent, event_id
 from .sinks import DeliveryError, Sink
 from .store import Delivery, OutboxStore, RollupRecord, SinkInfo
+
+if TYPE_CHECKING:
+    from .watcher import Watcher
 
 __all__ = ["DeliveryPolicy", "Outbox", "OutboxReport", "rollup_key"]
 
@@ -177,6 +180,17 @@ class Outbox:
                 )
             await self.store.commit_rollups(records, rollups, through_seq=through)
             made += rollups
+
+    # -- one watch cycle ------------------------------------------------------------------------------
+
+    async def cycle(
+        self, watcher: Watcher, *, within: float | None = None
+    ) -> tuple[list[WatchEvent], OutboxReport]:
+        """One watch cycle in its one order: poll every tenant, roll up, deliver (waiting for retries
+        at most ``within`` seconds); the rollups made and the delivery report."""
+        await watcher.poll()
+        rollups = await self.roll_up()
+        return rollups, await self.deliver(within=within)
 
     # -- delivery -----------------------------------------------------------------------------------
 

@@ -198,10 +198,8 @@ async def _loop(args: argparse.Namespace, watcher: Watcher, outbox: Outbox, info
 async def _cycle(
     args: argparse.Namespace, watcher: Watcher, outbox: Outbox, info: Printer
 ) -> tuple[str, ...]:
-    await watcher.poll()
-    rollups = await outbox.roll_up()
     within = args.delivery_timeout if args.once else min(args.delivery_timeout, args.interval)
-    report = await outbox.deliver(within=within)
+    rollups, report = await outbox.cycle(watcher, within=within)
     cycle = watcher.last_cycle
     assert cycle is not None
     failed = f", {len(cycle.failed)} failed" if cycle.failed else ""
