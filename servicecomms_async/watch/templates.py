@@ -38,11 +38,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import timezone
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
+from .._wire import parse_datetime
 from .events import EventType, WatchEvent
 
 __all__ = [
@@ -343,17 +344,10 @@ def _when(value: Any) -> str:
     if not isinstance(value, str) or not value:
         return _plain(value)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = parse_datetime(value)  # aware UTC; Graph's 7 fractional digits and "Z" included
     except ValueError:
-        try:
-            moment = datetime.fromisoformat(
-                re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
-            )
-        except ValueError:
-            return _plain(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return _plain(value)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 _WORDS = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
