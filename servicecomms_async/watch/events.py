@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import attrs
 import orjson
 
 from .._modeling import OpenStrEnum
+from .._wire import format_datetime, parse_datetime
 
 __all__ = ["ROLLUP_SOURCE", "EventType", "WatchEvent", "event_id"]
 
@@ -87,7 +88,7 @@ class WatchEvent:
             "source": self.source,
             "type": str(self.type),
             "subject": self.subject,
-            "time": _iso(self.time),
+            "time": format_datetime(self.time),
             "datacontenttype": "application/json",
             "data": dict(self.data),
         }
@@ -112,7 +113,7 @@ class WatchEvent:
                 type=EventType(str(event["type"])),
                 tenant_id="" if rollup else source.removeprefix("/tenants/"),
                 subject=str(event["subject"]),
-                time=datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")),
+                time=parse_datetime(str(event["time"])),
                 data=data,
                 rollup=rollup,
             )
@@ -122,10 +123,3 @@ class WatchEvent:
     @classmethod
     def from_json(cls, text: bytes | str) -> WatchEvent:
         return cls.from_cloudevent(orjson.loads(text))
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    text = moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-    return text.replace(".000000", "").replace("+00:00", "Z")
